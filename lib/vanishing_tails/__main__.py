@@ -1,0 +1,5 @@
+"""``python -m vanishing_tails``: see :mod:`vanishing_tails.runner`."""
+
+from .runner import main
+
+raise SystemExit(main())

@@ -1,0 +1,418 @@
+"""Recursive-training engines: refit a model on its own samples, generation after generation.
+
+Explained in chapter 1 ("Tails vanish first"); chapter 2 reuses :func:`recursive_fit`
+for mixtures, a VAE and a language model.
+
+Data regimes (one vocabulary across the book):
+
+``replace``
+    generation t is fit on ``n`` samples from model t-1 only (Shumailov et al. 2024).
+``accumulate``
+    generation t is fit on *all* data so far: the real sample of generation 1 plus
+    every synthetic sample since (Gerstgrasser et al. 2024).
+``accumulate-subsample``
+    generation t is fit on a random ``n`` of all data so far (Kazdan et al. 2024):
+    the data budget stays fixed while the pool keeps the real data.
+``mix``
+    generation t is fit on ``n`` samples of which a ``real_fraction`` is drawn fresh
+    from the real distribution and the rest from model t-1.
+
+Generation 0 is the real distribution itself; generation 1 is the model fitted to
+``n`` real samples, so every regime starts from the same place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import special, stats
+
+from . import metrics
+
+REGIMES = ("replace", "accumulate", "accumulate-subsample", "mix")
+FITS = ("mle", "unbiased")
+TAIL_SIGMAS = 3.0
+
+
+def check_regime(regime: str, real_fraction: float) -> None:
+    """Validate the shared ``regime`` / ``real_fraction`` vocabulary (ValueError naming the parameter)."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {', '.join(REGIMES)}; got {regime!r}")
+    if not 0.0 <= real_fraction <= 1.0:
+        raise ValueError(f"real_fraction must lie in [0, 1]; got {real_fraction!r}")
+    if real_fraction > 0 and regime != "mix":
+        raise ValueError(f"real_fraction applies to regime 'mix' only; got regime {regime!r}")
+
+
+def _check_sizes(**sizes: Any) -> None:
+    for name, (value, low) in sizes.items():
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got {temperature!r}")
+
+
+def _distinct_indices(rng: np.random.Generator, pool: int, n: int, rows: int) -> np.ndarray:
+    """``rows`` independent draws of ``n`` distinct indices from range(pool) (order irrelevant).
+
+    Draw with replacement, then redraw duplicates until none remain: exact sampling
+    without replacement, vectorised over rows.
+    """
+    if n == pool:
+        return np.broadcast_to(np.arange(pool), (rows, n)).copy()
+    idx = np.sort(rng.integers(0, pool, size=(rows, n)), axis=1)
+    while True:
+        dup = np.zeros_like(idx, dtype=bool)
+        dup[:, 1:] = idx[:, 1:] == idx[:, :-1]
+        k = int(dup.sum())
+        if k == 0:
+            return idx
+        idx[dup] = rng.integers(0, pool, size=k)
+        idx.sort(axis=1)
+
+
+# ----------------------------------------------------------------------------- Gaussian
+def gaussian_tail_mass(mean: np.ndarray, sd: np.ndarray, k: float = TAIL_SIGMAS) -> np.ndarray:
+    """Mass a N(mean, sd^2) model puts beyond +-k real standard deviations: Phi((-k-mu)/s) + Phi((mu-k)/s)."""
+    return special.ndtr((-k - mean) / sd) + special.ndtr((mean - k) / sd)
+
+
+def gaussian_central_mass(mean: np.ndarray, sd: np.ndarray, k: float = 1.0) -> np.ndarray:
+    """Mass a N(mean, sd^2) model puts within +-k of the real mean."""
+    return special.ndtr((k - mean) / sd) - special.ndtr((-k - mean) / sd)
+
+
+def expected_variance_mle(n: int, t: np.ndarray, sigma0_sq: float = 1.0) -> np.ndarray:
+    """E[sigma_t^2] = sigma_0^2 ((n-1)/n)^t under replace with the MLE fit.
+
+    Each refit multiplies the variance by chi^2_{n-1}/n, whose mean is (n-1)/n; the
+    factors are independent across generations.
+    """
+    return sigma0_sq * ((n - 1) / n) ** np.asarray(t, dtype=float)
+
+
+def expected_log_variance_unbiased(n: int, t: np.ndarray, sigma0_sq: float = 1.0) -> np.ndarray:
+    """E[log sigma_t^2] = log sigma_0^2 + t (psi((n-1)/2) - log((n-1)/2)) under replace, unbiased fit.
+
+    The unbiased fit multiplies the variance by chi^2_{n-1}/(n-1), whose *mean* is 1
+    (so E[sigma_t^2] = sigma_0^2 for every t) but whose *log-mean* is
+    psi((n-1)/2) + log 2 - log(n-1) < 0 (Jensen): log-variance is a random walk with
+    negative drift, so almost every chain collapses while the expectation is held up
+    by ever rarer chains that blow up.
+    """
+    h = (n - 1) / 2
+    return np.log(sigma0_sq) + np.asarray(t, dtype=float) * (special.digamma(h) - np.log(h))
+
+
+def gaussian_chains(
+    n: int,
+    generations: int,
+    chains: int,
+    *,
+    regime: str,
+    real_fraction: float = 0.0,
+    fit: str = "mle",
+    temperature: float = 1.0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Recursively fit a 1-D Gaussian to ``n`` samples and sample the next generation.
+
+    The real distribution is N(0, 1); generation 0 *is* that distribution (mean 0,
+    variance 1). Generation t >= 1 is the Gaussian fitted (``fit="mle"``: divide by
+    N; ``"unbiased"``: divide by N - 1) to the data of the ``regime`` (module
+    docstring). Sampling at ``temperature`` T draws from p^(1/T), i.e. N(mu, T sigma^2).
+    Theory: :func:`expected_variance_mle`, :func:`expected_log_variance_unbiased`
+    (Shumailov et al. 2024, Sec. "Theoretical intuition").
+
+    Vectorised over chains: one batch draw ``[chains, n]`` per generation; the
+    accumulating regimes keep running sums (``accumulate``) or the pool itself
+    (``accumulate-subsample``).
+
+    Returns a long frame, one row per chain x generation, with columns ``chain``,
+    ``generation``, ``mean``, ``variance``, ``tail_mass`` (model mass beyond +-3 real
+    standard deviations), ``central_mass`` (model mass within +-1) and ``data_size``.
+    """
+    _check_sizes(n=(n, 2), generations=(generations, 1), chains=(chains, 1))
+    check_regime(regime, real_fraction)
+    _check_temperature(temperature)
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}; got {fit!r}")
+    rng = np.random.default_rng(seed)
+    ddof = 0 if fit == "mle" else 1
+    mean = np.zeros((generations + 1, chains))
+    var = np.ones((generations + 1, chains))
+    size = np.zeros(generations + 1, dtype=np.int64)
+    n_real = int(round(real_fraction * n)) if regime == "mix" else 0
+    sum1 = np.zeros(chains)
+    sum2 = np.zeros(chains)
+    pool = np.empty((chains, generations * n)) if regime == "accumulate-subsample" else None
+    for t in range(1, generations + 1):
+        mu, sd = mean[t - 1], np.sqrt(var[t - 1] * temperature)
+        z = rng.standard_normal((chains, n))
+        if n_real:  # fresh real data: the first n_real columns come from N(0, 1)
+            x_syn = mu[:, None] + sd[:, None] * z[:, n_real:]
+            x = np.concatenate([z[:, :n_real], x_syn], axis=1)
+        else:
+            x = z
+            x *= sd[:, None]
+            x += mu[:, None]
+        if regime in ("replace", "mix"):
+            m_t = x.mean(axis=1)
+            v_t = np.einsum("ij,ij->i", x, x) / n - m_t**2
+            v_t = np.maximum(v_t, 0.0) * n / (n - ddof)
+            size[t] = n
+        elif regime == "accumulate":
+            sum1 += x.sum(axis=1)
+            sum2 += np.einsum("ij,ij->i", x, x)
+            N = t * n
+            m_t = sum1 / N
+            v_t = np.maximum(sum2 / N - m_t**2, 0.0) * N / (N - ddof)
+            size[t] = N
+        else:  # accumulate-subsample
+            pool[:, (t - 1) * n : t * n] = x
+            idx = _distinct_indices(rng, t * n, n, chains)
+            sub = np.take_along_axis(pool[:, : t * n], idx, axis=1)
+            m_t = sub.mean(axis=1)
+            v_t = sub.var(axis=1, ddof=ddof)
+            size[t] = n
+        mean[t], var[t] = m_t, v_t
+    sd_all = np.sqrt(var)
+    gen = np.repeat(np.arange(generations + 1), chains)
+    return pd.DataFrame(
+        {
+            "chain": np.tile(np.arange(chains), generations + 1),
+            "generation": gen,
+            "mean": mean.ravel(),
+            "variance": var.ravel(),
+            "tail_mass": gaussian_tail_mass(mean, np.maximum(sd_all, 1e-300)).ravel(),
+            "central_mass": gaussian_central_mass(mean, np.maximum(sd_all, 1e-300)).ravel(),
+            "data_size": size[gen],
+        }
+    )
+
+
+REAL_GAUSSIAN_TAIL_MASS = float(2 * stats.norm.sf(TAIL_SIGMAS))
+
+
+# ----------------------------------------------------------------------------- categorical
+def temper(p: np.ndarray, temperature: float) -> np.ndarray:
+    """p^(1/T) / sum p^(1/T) along the last axis (zeros stay zero)."""
+    _check_temperature(temperature)
+    if temperature == 1.0:
+        return p
+    with np.errstate(divide="ignore"):
+        logp = np.log(p) / temperature
+    logp -= logp.max(axis=-1, keepdims=True)
+    w = np.exp(logp)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def categorical_paths(
+    p0: np.ndarray,
+    m: int,
+    generations: int,
+    chains: int,
+    *,
+    regime: str,
+    real_fraction: float = 0.0,
+    temperature: float = 1.0,
+    seed: int = 0,
+):
+    """Yield ``(t, p_t)`` for t = 0..generations, p_t of shape ``[chains, K]`` (see
+    :func:`categorical_chains`). Memory stays O(chains x K) whatever the generation count."""
+    p0 = metrics.as_distribution(p0, name="p0")
+    if p0.ndim != 1:
+        raise ValueError(f"p0 must be one distribution (1-D); got shape {p0.shape}")
+    _check_sizes(m=(m, 1), generations=(generations, 1), chains=(chains, 1))
+    check_regime(regime, real_fraction)
+    _check_temperature(temperature)
+    rng = np.random.default_rng(seed)
+    p = np.broadcast_to(p0, (chains, p0.size)).copy()
+    pool = np.zeros((chains, p0.size))  # accumulated counts (accumulating regimes)
+    m_real = int(round(real_fraction * m)) if regime == "mix" else 0
+    yield 0, p
+    for t in range(1, generations + 1):
+        # model t-1 generates m - m_real items (generation 1's source is the real p0)
+        counts = rng.multinomial(m - m_real, p if t == 1 else temper(p, temperature))
+        if m_real:
+            counts += rng.multinomial(m_real, p0, size=chains)
+        pool += counts
+        if regime == "accumulate":
+            p = pool / pool.sum(axis=1, keepdims=True)
+        elif regime == "accumulate-subsample":
+            p = rng.multinomial(m, pool / pool.sum(axis=1, keepdims=True)) / m
+        else:
+            p = counts / m
+        yield t, p
+
+
+def categorical_chains(
+    p0: np.ndarray,
+    m: int,
+    generations: int,
+    chains: int,
+    *,
+    regime: str,
+    real_fraction: float = 0.0,
+    temperature: float = 1.0,
+    q: float = 0.1,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Refit a categorical distribution by the counts of ``m`` samples, every generation.
+
+    With ``regime="replace"`` and T = 1 this is Wright–Fisher resampling (Kimura
+    1955): each type's share p_t(i) is a martingale, E[p_t(i)] = p_0(i), so the
+    *expected* tail mass never moves, while each type is eventually absorbed at 0 or 1
+    — a type once lost never returns. The diversity decays exactly as
+    E[1 - sum_i p_t(i)^2] = (1 - 1/m)^t (1 - sum_i p_0(i)^2)
+    (:func:`expected_gini_simpson`). Sampling at temperature T < 1 (from p^(1/T))
+    breaks the martingale and makes the expected tail mass itself fall.
+
+    Generation 0 is ``p0`` (the real distribution); generation 1 is fit to ``m`` real
+    draws. ``accumulate`` fits on all counts so far; ``accumulate-subsample`` draws
+    ``m`` from the pooled data *with replacement* (a multinomial on the pooled
+    frequencies: for a pool of t*m items the difference from drawing without
+    replacement is a variance factor of (1 - 1/t), and keeps the engine vectorised);
+    ``mix`` draws ``round(real_fraction * m)`` of the ``m`` from ``p0``.
+
+    Returns one row per chain x generation with ``chain``, ``generation``,
+    ``gini_simpson``, ``entropy``, ``surviving`` (types with p_t > 0), ``revived``
+    (types with p_{t-1} = 0 < p_t), ``tail_mass`` (mass on the least-probable ``q`` of
+    ``p0``), ``head_mass`` (mass on the most-probable types that make up ``q`` of
+    ``p0``) and ``tv_to_real`` (total variation to ``p0``).
+    """
+    p0 = metrics.as_distribution(p0, name="p0")
+    tail = metrics.tail_set(p0, q)
+    head = _head_set(p0, q)
+    rows = []
+    prev_alive = None
+    for t, p in categorical_paths(p0, m, generations, chains, regime=regime,
+                                  real_fraction=real_fraction, temperature=temperature, seed=seed):
+        alive = p > 0
+        revived = np.zeros(chains, dtype=np.int64) if prev_alive is None else (alive & ~prev_alive).sum(1)
+        prev_alive = alive
+        rows.append(
+            {
+                "chain": np.arange(chains),
+                "generation": np.full(chains, t),
+                "gini_simpson": 1.0 - np.einsum("ij,ij->i", p, p),
+                "entropy": special.entr(p).sum(axis=1),
+                "surviving": alive.sum(axis=1),
+                "revived": revived,
+                "tail_mass": p[:, tail].sum(axis=1),
+                "head_mass": p[:, head].sum(axis=1),
+                "tv_to_real": 0.5 * np.abs(p - p0).sum(axis=1),
+            }
+        )
+    return pd.DataFrame({k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
+
+
+def _head_set(p0: np.ndarray, q: float) -> np.ndarray:
+    """The most-probable types of ``p0`` that together make up at most ``q`` of its mass
+    (at least one type)."""
+    order = np.argsort(-p0, kind="stable")
+    cum = np.cumsum(p0[order])
+    k = max(1, int(np.sum(cum <= q + 1e-12)))
+    mask = np.zeros(p0.shape, dtype=bool)
+    mask[order[:k]] = True
+    return mask
+
+
+def expected_gini_simpson(p0: np.ndarray, m: int, t: np.ndarray) -> np.ndarray:
+    """E[1 - sum p_t^2] = (1 - 1/m)^t (1 - sum p_0^2) for Wright–Fisher refitting by m counts.
+
+    One step: E[sum_i phat_i^2 | p] = sum_i (p_i^2 (1 - 1/m) + p_i/m), hence
+    E[1 - sum phat^2 | p] = (1 - 1/m)(1 - sum p^2); iterate.
+    """
+    return (1 - 1 / m) ** np.asarray(t, dtype=float) * float(metrics.gini_simpson(p0))
+
+
+def survival_by_decile(
+    p0: np.ndarray, m: int, generations: int, chains: int, *, regime: str = "replace",
+    real_fraction: float = 0.0, temperature: float = 1.0, n_bins: int = 10, seed: int = 0,
+    every: int = 1,
+) -> pd.DataFrame:
+    """Share of types still alive, by frequency decile of ``p0`` (decile 1 = most frequent).
+
+    Types are ranked by ``p0`` and cut into ``n_bins`` equal-count bins. One row per
+    chain x generation (every ``every`` generations) x decile, column ``surviving_share``.
+    """
+    p0 = metrics.as_distribution(p0, name="p0")
+    _check_sizes(n_bins=(n_bins, 1), every=(every, 1))
+    order = np.argsort(-p0, kind="stable")
+    decile = np.empty(p0.size, dtype=np.int64)
+    decile[order] = np.arange(p0.size) * n_bins // p0.size + 1
+    onehot = np.eye(n_bins)[decile - 1]  # [K, n_bins]
+    per_bin = onehot.sum(0)
+    frames = []
+    for t, p in categorical_paths(p0, m, generations, chains, regime=regime,
+                                  real_fraction=real_fraction, temperature=temperature, seed=seed):
+        if t % every and t != generations:
+            continue
+        share = ((p > 0).astype(float) @ onehot) / per_bin  # [chains, n_bins]
+        frames.append(pd.DataFrame({
+            "chain": np.repeat(np.arange(chains), n_bins),
+            "generation": t,
+            "decile": np.tile(np.arange(1, n_bins + 1), chains),
+            "surviving_share": share.ravel(),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- generic loop
+def recursive_fit(
+    fit: Callable[[Any, np.random.Generator], Any],
+    sample: Callable[[Any, int, np.random.Generator], Any],
+    measure: Callable[[Any, int], dict[str, float]],
+    *,
+    real_sample: Callable[[int, np.random.Generator], Any],
+    n: int,
+    generations: int,
+    regime: str,
+    real_fraction: float = 0.0,
+    concat: Callable[[list[Any]], Any] | None = None,
+    subsample: Callable[[Any, int, np.random.Generator], Any] | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The one recursive-training loop for any model family (chapter 2).
+
+    ``fit(data, rng) -> model``; ``sample(model, n, rng) -> data``;
+    ``measure(model, generation) -> {quantity: value}``; ``real_sample(n, rng) -> data``.
+    ``concat`` joins data sets (needed for ``accumulate``, ``accumulate-subsample`` and
+    ``mix``); ``subsample(data, n, rng)`` picks ``n`` items without replacement (needed
+    for ``accumulate-subsample``). Generation 0 is measured on the model fit to ``n``
+    real items (for a learned model the real distribution itself has no parameters).
+    Returns one row per generation x quantity (``generation``, ``quantity``, ``value``).
+    """
+    _check_sizes(n=(n, 1), generations=(generations, 0))
+    check_regime(regime, real_fraction)
+    if regime != "replace" and concat is None:
+        raise ValueError(f"regime {regime!r} needs a concat function")
+    if regime == "accumulate-subsample" and subsample is None:
+        raise ValueError("regime 'accumulate-subsample' needs a subsample function")
+    rng = np.random.default_rng(seed)
+    real = real_sample(n, rng)
+    pool = [real]
+    model = fit(real, rng)
+    rows = [{"generation": 0, "quantity": k, "value": float(v)} for k, v in measure(model, 0).items()]
+    n_real = int(round(real_fraction * n)) if regime == "mix" else 0
+    for t in range(1, generations + 1):
+        synthetic = sample(model, n - n_real, rng)
+        if regime == "replace":
+            data = synthetic
+        elif regime == "mix":
+            data = concat([real_sample(n_real, rng), synthetic]) if n_real else synthetic
+        else:
+            pool.append(synthetic)
+            data = concat(pool)
+            if regime == "accumulate-subsample":
+                data = subsample(data, n, rng)
+        model = fit(data, rng)
+        rows += [{"generation": t, "quantity": k, "value": float(v)} for k, v in measure(model, t).items()]
+    return pd.DataFrame(rows)

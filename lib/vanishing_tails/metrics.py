@@ -1,0 +1,244 @@
+"""Every diversity and tail metric the book uses, in one place.
+
+All distribution metrics accept a probability vector ``p`` of shape ``(K,)`` or a
+batch of them of shape ``(..., K)`` (the last axis is the outcome axis) and return
+one number per distribution. Unnormalised non-negative weights are normalised first.
+Text metrics take a list of strings. Explained in the metrics primer of the
+introduction (``intro.md``) and used by every chapter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "as_distribution",
+    "entropy",
+    "gini_simpson",
+    "support_size",
+    "tail_mass",
+    "tail_set",
+    "kl_divergence",
+    "total_variation",
+    "distinct_n",
+    "ngram_entropy",
+    "self_bleu",
+    "vendi_score",
+    "pass_at_k",
+    "expected_distinct",
+]
+
+
+def as_distribution(p: np.ndarray, *, name: str = "p") -> np.ndarray:
+    """Validate non-negative weights along the last axis and normalise them to sum to 1."""
+    p = np.asarray(p, dtype=float)
+    if p.ndim == 0 or p.shape[-1] == 0:
+        raise ValueError(f"{name} must have at least one outcome on its last axis, got shape {p.shape}")
+    if np.any(~np.isfinite(p)) or np.any(p < 0):
+        raise ValueError(f"{name} must hold finite non-negative weights")
+    total = p.sum(axis=-1, keepdims=True)
+    if np.any(total <= 0):
+        raise ValueError(f"{name} must have positive total mass on every row")
+    return p / total
+
+
+def entropy(p: np.ndarray, *, base: float | None = None) -> np.ndarray:
+    """Shannon entropy H(p) = -sum_i p_i log p_i (nats unless ``base`` is given).
+
+    0 log 0 = 0. Bounded by log K, with equality only for the uniform distribution.
+    """
+    p = as_distribution(p)
+    h = special.entr(p).sum(axis=-1)
+    if base is not None:
+        h = h / np.log(base)
+    return h
+
+
+def gini_simpson(p: np.ndarray) -> np.ndarray:
+    """Gini–Simpson index 1 - sum_i p_i^2: the chance two independent draws differ.
+
+    Under Wright–Fisher resampling of m draws per generation its expectation decays
+    exactly as (1 - 1/m)^t (chapter 1).
+    """
+    p = as_distribution(p)
+    return 1.0 - np.sum(p * p, axis=-1)
+
+
+def support_size(p: np.ndarray, *, atol: float = 0.0) -> np.ndarray:
+    """Number of outcomes with probability strictly above ``atol``."""
+    p = as_distribution(p)
+    return np.sum(p > atol, axis=-1)
+
+
+def tail_set(reference: np.ndarray, q: float) -> np.ndarray:
+    """Boolean mask of the outcomes that make up the least-probable ``q`` of ``reference``.
+
+    Outcomes are sorted from least to most probable (ties broken by index, stably)
+    and taken while the cumulative reference mass stays <= q. The outcome that would
+    cross q (the "boundary atom") is excluded, so the tail's own mass is <= q and
+    exceeds q - max_i reference_i.
+    """
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"q must lie in (0, 1), got {q}")
+    ref = as_distribution(reference, name="reference")
+    if ref.ndim != 1:
+        raise ValueError("reference must be one distribution (1-D)")
+    order = np.argsort(ref, kind="stable")
+    cum = np.cumsum(ref[order])
+    mask = np.zeros(ref.shape, dtype=bool)
+    mask[order[cum <= q + 1e-12]] = True
+    return mask
+
+
+def tail_mass(p: np.ndarray, reference: np.ndarray, q: float = 0.1) -> np.ndarray:
+    """Mass that ``p`` puts on the least-probable ``q`` of ``reference``'s mass.
+
+    tail_mass(p, ref, q) = sum_{i in T_q(ref)} p_i, with T_q from :func:`tail_set`.
+    ``tail_mass(ref, ref, q)`` equals q up to the boundary atom. The quantity that
+    model collapse erodes first (Shumailov et al. 2024, "AI models collapse when
+    trained on recursively generated data").
+    """
+    mask = tail_set(reference, q)
+    p = as_distribution(p)
+    if p.shape[-1] != mask.shape[0]:
+        raise ValueError(f"p has {p.shape[-1]} outcomes but reference has {mask.shape[0]}")
+    return p[..., mask].sum(axis=-1)
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """KL(p || q) = sum_i p_i log(p_i / q_i) in nats; infinite where p puts mass outside q's support."""
+    p = as_distribution(p)
+    q = as_distribution(q, name="q")
+    return special.rel_entr(p, q).sum(axis=-1)
+
+
+def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Total variation distance (1/2) sum_i |p_i - q_i|, in [0, 1]."""
+    p = as_distribution(p)
+    q = as_distribution(q, name="q")
+    return 0.5 * np.abs(p - q).sum(axis=-1)
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def _tokens(text: str | Sequence[str]) -> list[str]:
+    return text.split() if isinstance(text, str) else list(text)
+
+
+def distinct_n(texts: Sequence[str | Sequence[str]], n: int = 2) -> float:
+    """Distinct-n (Li et al. 2016): unique n-grams / total n-grams over the whole set.
+
+    Texts are whitespace-tokenised strings or token sequences. Returns 0 when the
+    set holds no n-gram at all.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    grams = [g for t in texts for g in _ngrams(_tokens(t), n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def ngram_entropy(texts: Sequence[str | Sequence[str]], n: int = 1) -> float:
+    """Entropy (nats) of the empirical n-gram distribution pooled over the set."""
+    counts = Counter(g for t in texts for g in _ngrams(_tokens(t), n))
+    if not counts:
+        return 0.0
+    return float(entropy(np.fromiter(counts.values(), dtype=float)))
+
+
+def self_bleu(texts: Sequence[str], *, max_samples: int | None = None, seed: int = 0) -> float:
+    """Self-BLEU (Zhu et al. 2018, Texygen): mean sentence BLEU of each text against all others.
+
+    Higher means less diverse. Computed with sacrebleu's sentence BLEU (exponential
+    smoothing), on a value scale of 0-100. ``max_samples`` evaluates a random subset of
+    hypotheses (each still scored against all other texts) to bound the cost.
+    """
+    import sacrebleu
+
+    texts = list(texts)
+    if len(texts) < 2:
+        raise ValueError("self_bleu needs at least two texts")
+    idx = np.arange(len(texts))
+    if max_samples is not None and max_samples < len(texts):
+        idx = np.random.default_rng(seed).choice(len(texts), size=max_samples, replace=False)
+    scores = [
+        sacrebleu.sentence_bleu(texts[i], texts[:i] + texts[i + 1 :]).score for i in idx
+    ]
+    return float(np.mean(scores))
+
+
+def vendi_score(X: np.ndarray, *, kernel: str = "cosine", bandwidth: float | None = None) -> float:
+    """Vendi score (Friedman & Dieng 2023): exp of the entropy of the eigenvalues of K/n.
+
+    VS = exp(-sum_i lambda_i log lambda_i), lambda = eig(K / n), for a positive
+    semi-definite similarity kernel with K_ii = 1. It is the "effective number of
+    distinct samples": 1 when all samples are identical, n when they are mutually
+    orthogonal. ``kernel`` is ``"cosine"`` (rows are normalised; zero rows count as
+    identical to each other) or ``"rbf"`` (exp(-|x-y|^2 / (2 bandwidth^2)); the
+    bandwidth defaults to the median pairwise distance).
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2 or X.shape[0] < 1:
+        raise ValueError(f"X must be a 2-D array (samples x features), got shape {X.shape}")
+    n = X.shape[0]
+    if kernel == "cosine":
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        Z = np.where(norms > 0, X / np.where(norms > 0, norms, 1.0), 0.0)
+        zero = norms[:, 0] == 0
+        if zero.any():  # give zero vectors a private axis so they are similar only to each other
+            Z = np.concatenate([Z, zero[:, None].astype(float)], axis=1)
+        K = Z @ Z.T
+    elif kernel == "rbf":
+        sq = np.sum(X * X, axis=1)
+        d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * X @ X.T, 0.0)
+        if bandwidth is None:
+            off = np.sqrt(d2[np.triu_indices(n, 1)])
+            bandwidth = float(np.median(off)) if off.size and np.median(off) > 0 else 1.0
+        if bandwidth <= 0:
+            raise ValueError(f"bandwidth must be > 0, got {bandwidth}")
+        K = np.exp(-d2 / (2 * bandwidth**2))
+    else:
+        raise ValueError(f"kernel must be 'cosine' or 'rbf', got {kernel!r}")
+    lam = np.clip(np.linalg.eigvalsh(K / n), 0.0, None)
+    lam = lam / lam.sum()
+    return float(np.exp(special.entr(lam).sum()))
+
+
+def pass_at_k(n: np.ndarray | int, c: np.ndarray | int, k: np.ndarray | int) -> np.ndarray:
+    """Unbiased pass@k estimator of Chen et al. 2021 ("Evaluating Large Language Models
+    Trained on Code"): 1 - C(n-c, k) / C(n, k) for n samples of which c are correct.
+
+    Broadcasts over arrays; computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i) in log space,
+    which is exact and stable. Requires 0 <= c <= n and 1 <= k <= n.
+    """
+    n, c, k = np.broadcast_arrays(np.asarray(n), np.asarray(c), np.asarray(k))
+    if np.any(k < 1) or np.any(k > n):
+        raise ValueError("k must satisfy 1 <= k <= n (draw at least k samples)")
+    if np.any(c < 0) or np.any(c > n):
+        raise ValueError("c must satisfy 0 <= c <= n")
+    n = n.astype(float)
+    c = c.astype(float)
+    k = k.astype(float)
+    # log C(n-c, k) - log C(n, k); -inf when n - c < k (then pass@k = 1).
+    with np.errstate(invalid="ignore"):
+        log_ratio = (
+            special.gammaln(n - c + 1)
+            - special.gammaln(np.maximum(n - c - k, 0) + 1)
+            - special.gammaln(n + 1)
+            + special.gammaln(n - k + 1)
+        )
+    out = np.where(n - c < k, 1.0, 1.0 - np.exp(log_ratio))
+    return out if out.ndim else float(out)
+
+
+def expected_distinct(p: np.ndarray, n: int) -> np.ndarray:
+    """Expected number of distinct outcomes among n i.i.d. draws from p: sum_a 1 - (1 - p_a)^n."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    p = as_distribution(p)
+    return np.sum(-np.expm1(n * np.log1p(-p)), axis=-1)

@@ -1,0 +1,78 @@
+"""What a chapter notebook calls to publish its numbers, figures and claims.
+
+Everything goes through ``myst_nb.glue`` so that (a) the prose quotes computed
+values with ``{glue:text}`` instead of typed ones, (b) figures are named and
+captioned with ``{glue:figure}``, and (c) the runner can read every value, figure
+and claim back from the executed notebook (see ``runner.read_glued``).
+
+Names are prefixed by the runner-visible kind:
+
+* scalars: any name (``glue_value``), stored as plain Python floats/ints/strings;
+* figures: ``fig-...`` (``glue_figure``), written by the runner as PNG and SVG;
+* ``parameters`` (the resolved parameters) and ``claims`` (the claims table rows).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .claims import Claim, check_unique, claims_frame
+
+PARAMETERS_KEY = "parameters"
+CLAIMS_KEY = "claims"
+CLAIMS_TABLE_KEY = "claims-table"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return value
+
+
+def glue_value(name: str, value: Any) -> Any:
+    """Glue a scalar for the prose and results.json; return it as a plain Python value.
+
+    Quote it in markdown with a format: ``{glue:text}`name:.2f```.
+    """
+    from myst_nb import glue
+
+    value = _plain(value)
+    glue(name, value, display=False)
+    return value
+
+
+def glue_figure(name: str, fig) -> None:
+    """Glue a matplotlib figure under ``name`` (must start with ``fig-``) and close it."""
+    import matplotlib.pyplot as plt
+    from myst_nb import glue
+
+    if not name.startswith("fig-"):
+        raise ValueError(f"figure names must start with 'fig-', got {name!r}")
+    glue(name, fig, display=False)
+    plt.close(fig)
+
+
+def glue_parameters(P: dict[str, Any]) -> None:
+    """Glue the resolved parameters (as JSON) so results.json records what actually ran."""
+    from myst_nb import glue
+
+    glue(PARAMETERS_KEY, json.dumps({k: _plain(v) for k, v in P.items()}), display=False)
+
+
+def glue_claims(claims: list[Claim]):
+    """Glue the claims (JSON, read by the runner) and the rendered table; return the table.
+
+    Each claim's value is also glued as ``claim-<id>`` for the prose.
+    """
+    from myst_nb import glue
+
+    check_unique(claims)
+    glue(CLAIMS_KEY, json.dumps([c.as_dict() for c in claims]), display=False)
+    for c in claims:
+        glue(f"claim-{c.id}", c.value, display=False)
+    table = claims_frame(claims)
+    glue(CLAIMS_TABLE_KEY, table.style.hide(axis="index"), display=False)
+    return table

@@ -1,0 +1,94 @@
+"""One seaborn theme and the shared figure helpers (contract clause 3).
+
+Figures are seaborn plots of tidy frames with confidence bands over seeds
+(``errorbar=("ci", 95)`` by default, bootstrap over seeds), plus theory curves
+drawn as dashed black lines labelled "theory".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+THEORY_STYLE = dict(color="black", linestyle="--", linewidth=1.3, label="theory")
+CI = ("ci", 95)
+
+
+def set_theme() -> None:
+    """The book's one theme; also makes notebooks emit both PNG and SVG for every figure."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    plt.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 120,
+            "figure.figsize": (7.0, 4.0),
+            "axes.titlesize": "medium",
+            "legend.fontsize": "small",
+            "legend.title_fontsize": "small",
+            "svg.fonttype": "none",
+        }
+    )
+    try:  # only inside a kernel
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png", "svg")
+    except Exception:  # pragma: no cover - outside IPython
+        pass
+
+
+def lineplot_ci(
+    data: pd.DataFrame,
+    x: str,
+    y: str,
+    *,
+    hue: str | None = None,
+    style: str | None = None,
+    ax=None,
+    estimator="mean",
+    errorbar=CI,
+    n_boot: int = 200,
+    seed: int = 0,
+    **kwargs,
+):
+    """``sns.lineplot`` with the book's defaults: mean with a 95% bootstrap CI over seeds/chains.
+
+    ``estimator="median"`` with ``errorbar=("pi", 50)`` shows the typical chain and its
+    interquartile band instead.
+    """
+    ax = ax if ax is not None else plt.gca()
+    return sns.lineplot(
+        data=data, x=x, y=y, hue=hue, style=style, ax=ax, estimator=estimator,
+        errorbar=errorbar, n_boot=n_boot, seed=seed, **kwargs,
+    )
+
+
+def theory_line(ax, x: Sequence[float], y: Sequence[float], *, label: str = "theory", **kwargs):
+    """Draw a theory curve in the book's theory style."""
+    style = {**THEORY_STYLE, "label": label, **kwargs}
+    return ax.plot(np.asarray(x), np.asarray(y), **style)
+
+
+def facet_grid(n_panels: int, *, ncols: int | None = None, panel_size=(3.6, 3.0), **kwargs):
+    """A row (or grid) of axes sized for the book's text width."""
+    ncols = ncols or n_panels
+    nrows = int(np.ceil(n_panels / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_size[0] * ncols, panel_size[1] * nrows), squeeze=False, **kwargs
+    )
+    for ax in axes.flat[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes.flat[:n_panels]
+
+
+def finish(fig, *, legend_outside: bool = False):
+    """Tight layout; optionally move the last axis' legend outside the plot."""
+    if legend_outside:
+        ax = fig.axes[-1]
+        if ax.get_legend() is not None:
+            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.tight_layout()
+    return fig
