@@ -97,17 +97,27 @@ def expected_variance_mle(n: int, t: np.ndarray, sigma0_sq: float = 1.0) -> np.n
     return sigma0_sq * ((n - 1) / n) ** np.asarray(t, dtype=float)
 
 
-def expected_log_variance_unbiased(n: int, t: np.ndarray, sigma0_sq: float = 1.0) -> np.ndarray:
-    """E[log sigma_t^2] = log sigma_0^2 + t (psi((n-1)/2) - log((n-1)/2)) under replace, unbiased fit.
+def expected_log_variance(n: int, t: np.ndarray, fit: str = "unbiased",
+                          sigma0_sq: float = 1.0) -> np.ndarray:
+    """E[log sigma_t^2] under replace: log sigma_0^2 + t E[log F], F the per-generation factor.
 
-    The unbiased fit multiplies the variance by chi^2_{n-1}/(n-1), whose *mean* is 1
-    (so E[sigma_t^2] = sigma_0^2 for every t) but whose *log-mean* is
-    psi((n-1)/2) + log 2 - log(n-1) < 0 (Jensen): log-variance is a random walk with
-    negative drift, so almost every chain collapses while the expectation is held up
-    by ever rarer chains that blow up.
+    F = chi^2_{n-1}/(n-1) for the unbiased fit, chi^2_{n-1}/n for the MLE, and
+    E[log chi^2_k] = psi(k/2) + log 2, so the drift is psi((n-1)/2) - log((n-1)/2)
+    (unbiased) or psi((n-1)/2) - log(n/2) (MLE). The unbiased factor has *mean* 1 (so
+    E[sigma_t^2] = sigma_0^2 for every t) but a negative log-mean (Jensen): log-variance
+    is a random walk with negative drift, so almost every chain collapses while the
+    expectation is held up by ever rarer chains that blow up.
     """
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}; got {fit!r}")
     h = (n - 1) / 2
-    return np.log(sigma0_sq) + np.asarray(t, dtype=float) * (special.digamma(h) - np.log(h))
+    scale = h if fit == "unbiased" else n / 2
+    return np.log(sigma0_sq) + np.asarray(t, dtype=float) * (special.digamma(h) - np.log(scale))
+
+
+def expected_log_variance_unbiased(n: int, t: np.ndarray, sigma0_sq: float = 1.0) -> np.ndarray:
+    """E[log sigma_t^2] = log sigma_0^2 + t (psi((n-1)/2) - log((n-1)/2)) (see :func:`expected_log_variance`)."""
+    return expected_log_variance(n, t, "unbiased", sigma0_sq)
 
 
 def gaussian_chains(

@@ -232,7 +232,8 @@ def pass_at_k(n: np.ndarray | int, c: np.ndarray | int, k: np.ndarray | int) -> 
             - special.gammaln(n + 1)
             + special.gammaln(n - k + 1)
         )
-    out = np.where(n - c < k, 1.0, 1.0 - np.exp(log_ratio))
+    out = np.where(n - c < k, 1.0, np.clip(-np.expm1(log_ratio), 0.0, 1.0))
+    out = np.where(c == 0, 0.0, out)
     return out if out.ndim else float(out)
 
 
@@ -241,4 +242,5 @@ def expected_distinct(p: np.ndarray, n: int) -> np.ndarray:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     p = as_distribution(p)
-    return np.sum(-np.expm1(n * np.log1p(-p)), axis=-1)
+    with np.errstate(divide="ignore"):
+        return np.sum(-np.expm1(n * np.log1p(-p)), axis=-1)

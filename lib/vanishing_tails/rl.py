@@ -43,3 +43,53 @@ def kl_regularised_optimum(p_ref: np.ndarray, reward: np.ndarray, beta: float) -
     logits = logits - logits.max(axis=-1, keepdims=True)
     w = np.exp(logits)
     return w / w.sum(axis=-1, keepdims=True)
+
+
+# --- Exploration rewards and the policy-gradient loss (chapter 3, "Sharpening spreads") ---------
+
+
+def ucb_bonus(counts: torch.Tensor, answers: torch.Tensor, c: float, *, offset: float = 0.0,
+              dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Historical exploration bonus (Song, Kempe & Munos 2025, "Outcome-based Exploration for
+    LLM Reasoning"): b_i = c * min(1, 1 / sqrt(N(x, a_i))) - offset.
+
+    ``counts`` holds N(x, a), how often answer ``a`` was sampled for problem ``x`` *before*
+    this batch, shape ``[..., K]``; ``answers`` the sampled answer indices, shape ``[..., G]``
+    (same leading axes). An answer never seen (N = 0) gets the full bonus c, the UCB-style
+    optimism of Auer et al. 2002. Under a group-mean baseline a constant ``offset`` cancels
+    exactly in the advantage; it matters only for baseline-free updates. Chapter 3.
+    """
+    if not c >= 0:
+        raise ValueError(f"the UCB bonus scale c must be >= 0, got {c!r}")
+    if not offset >= 0:
+        raise ValueError(f"the UCB bonus offset must be >= 0, got {offset!r}")
+    n = counts.gather(-1, answers).to(dtype)
+    return c * torch.clamp(torch.rsqrt(n), max=1.0) - offset
+
+
+def batch_repetition_penalty(answers: torch.Tensor, coef: float = 1.0, *,
+                             dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Batch exploration reward (Song, Kempe & Munos 2025): r_i = -(coef / n) * sum_{j != i} 1[a_i = a_j].
+
+    ``answers`` has the group (the n samples of one problem) on its last axis, shape
+    ``[..., n]``; the result has the same shape and is 0 for a sample whose answer no other
+    sample of its group repeats. It pays for spread *within* one batch, not across training
+    history. Chapter 3.
+    """
+    if not coef >= 0:
+        raise ValueError(f"the batch penalty coefficient must be >= 0, got {coef!r}")
+    n = answers.shape[-1]
+    if n < 2:
+        raise ValueError(f"the group size must be >= 2 (last axis), got {n}")
+    same = (answers.unsqueeze(-1) == answers.unsqueeze(-2)).sum(-1) - 1
+    return -(coef / n) * same.to(dtype)
+
+
+def policy_gradient_loss(logp_taken: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """REINFORCE / GRPO surrogate -mean_i A_i log pi(a_i | x) over the last two axes (problems x group).
+
+    Returns one loss per leading index (e.g. per seed), shape ``logp_taken.shape[:-2]``; its
+    gradient is the on-policy GRPO gradient without clipping (a single update per batch, so
+    the importance ratio is 1; Shao et al. 2024). Advantages are treated as constants.
+    """
+    return -(advantages.detach() * logp_taken).mean(dim=(-2, -1))

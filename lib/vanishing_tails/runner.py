@@ -251,7 +251,7 @@ def build_book(scale: str, *, strict: bool = True, out: Path | None = None) -> i
         print(f"library, environment or scale changed: clearing {cache_dir}", flush=True)
         shutil.rmtree(cache_dir)
     key_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(root)]
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root)]
     if out:
         cmd += ["--path-output", str(build)]
     if strict:

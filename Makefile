@@ -1,0 +1,42 @@
+# Vanishing Tails — the two commands a reader needs:
+#   make book   build the HTML book at the `book` scale into _build/html
+#   make test   the whole test suite (library, chapters through papermill at `smoke`, strict book build)
+# Both create .venv and install the pinned environment (constraints.txt) first.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SCALE  ?= book
+# One BLAS/torch thread per process: the test suite runs two workers on two cores.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
+
+.PHONY: book test install reproduce list bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test]"
+	$(PY) -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (vanishing-tails)" > /dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m vanishing_tails book --scale $(SCALE)
+	@echo "open _build/html/index.html"
+
+test: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup -q
+
+reproduce: $(STAMP)
+	$(PY) -m vanishing_tails reproduce --scale $(SCALE)
+
+list: $(STAMP)
+	$(PY) -m vanishing_tails list
+
+bench: $(STAMP)
+	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf _build

@@ -1,0 +1,435 @@
+"""Chapter 3's toy, "Sharpening spreads": outcome-reward RL on problems with K candidate answers.
+
+Each problem ``x`` has K candidate final answers, one of them correct. A policy gives
+``pi(a | x) = softmax_a(l_{x,a})`` with logits
+
+    l_{x,a} = exp(s) * <phi_x W, e_a> / sqrt(h) + b_a + theta_{x,a},
+
+where the **shared** parameters (the feature map ``W``, the answer embeddings ``e_a``, the
+inverse temperature ``exp(s)`` and a global answer prior ``b``) are used by every problem
+and the **per-problem** parameters ``theta_x`` by problem ``x`` alone. The base policy is
+the initialisation (``theta = 0``, ``b = 0``). Problems are built from it: a *solved*
+problem's correct answer is its base mode (a fair pass@1); an *unsolved* problem's correct
+answer is a tail answer whose base probability is about ``p_unsolved``. Some problems of
+each kind are held out and never trained on.
+
+Training is GRPO-style (Shao et al. 2024): a group of G answers per training problem,
+outcome reward 1/0, group-relative advantages (:func:`vanishing_tails.rl.group_advantages`),
+one on-policy Adam step per batch — batched over seeds, problems and group samples (one
+set of tensor ops per step, no loop over problems). Exploration arms add the historical
+(UCB count) bonus or the batch repetition penalty of Song, Kempe & Munos 2025
+(:func:`vanishing_tails.rl.ucb_bonus`, :func:`vanishing_tails.rl.batch_repetition_penalty`),
+or an entropy bonus; the *tabular* control trains ``theta`` only (no shared parameters).
+
+Every tensor carries a leading seed axis ``S``: independent tasks and policies, trained in
+one batch (Adam is elementwise and the loss is a sum over seeds, so the seeds do not
+interact). Explained in chapter 3 (``chapters/03_sharpening_spreads.md``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import metrics
+from .lm import resolve_device
+from .rl import batch_repetition_penalty, group_advantages, policy_gradient_loss, ucb_bonus
+
+__all__ = [
+    "GROUPS",
+    "Arm",
+    "AnswerTask",
+    "AnswerPolicy",
+    "AnswerRun",
+    "make_answer_task",
+    "train_answer_policy",
+    "sample_evaluation",
+    "exact_pass_at_k",
+    "exact_expected_distinct",
+]
+
+GROUPS = ("solved", "unsolved", "held-out")
+
+
+def _check(name: str, ok: bool, allowed: str, value) -> None:
+    if not ok:
+        raise ValueError(f"{name} must be {allowed}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One training recipe: outcome reward plus optional exploration terms.
+
+    ``ucb_c``: historical bonus c * min(1, 1/sqrt(N(x, a))) - ``ucb_offset``;
+    ``batch_c``: batch penalty -(batch_c / G) * #{j != i: a_j = a_i};
+    ``entropy_beta``: loss term -beta * mean_x H(pi(. | x)) over training problems;
+    ``shared=False``: the tabular control (only the per-problem logits are trained).
+    """
+
+    name: str
+    ucb_c: float = 0.0
+    ucb_offset: float = 0.0
+    batch_c: float = 0.0
+    entropy_beta: float = 0.0
+    shared: bool = True
+
+    def __post_init__(self) -> None:
+        for field in ("ucb_c", "ucb_offset", "batch_c", "entropy_beta"):
+            v = getattr(self, field)
+            _check(field, isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
+                   "a finite number >= 0 (a bonus or penalty scale cannot be negative)", v)
+
+
+@dataclass(frozen=True)
+class AnswerTask:
+    """A batch of ``S`` independent problem sets (one per seed) and their base policies.
+
+    Shapes: ``features`` [S, P, d], ``W0`` [S, d, h], ``E0`` [S, K, h], ``correct`` [S, P, K]
+    (bool). ``kind`` [P] is "solved" or "unsolved" (how the correct answer was chosen) and
+    ``train`` [P] marks the problems trained on; the layout is the same for every seed.
+    """
+
+    features: torch.Tensor
+    W0: torch.Tensor
+    E0: torch.Tensor
+    base_scale: float
+    correct: torch.Tensor
+    kind: np.ndarray
+    train: np.ndarray
+
+    @property
+    def n_seeds(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def n_problems(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def n_answers(self) -> int:
+        return self.E0.shape[1]
+
+    @property
+    def group(self) -> np.ndarray:
+        """Per problem: "solved" / "unsolved" for training problems, "held-out" otherwise."""
+        return np.where(self.train, self.kind, "held-out")
+
+    def base_logprobs(self) -> torch.Tensor:
+        """log pi_0(a | x), shape [S, P, K]."""
+        with torch.no_grad():
+            return torch.log_softmax(AnswerPolicy(self)(), dim=-1)
+
+
+def make_answer_task(
+    *,
+    n_seeds: int,
+    n_solved: int,
+    n_unsolved: int,
+    n_held_out: int,
+    n_answers: int,
+    n_features: int = 16,
+    n_hidden: int = 16,
+    base_scale: float = 2.0,
+    p_unsolved: float = 1e-3,
+    held_out_unsolved_share: float = 0.5,
+    seed: int,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> AnswerTask:
+    """Draw ``n_seeds`` independent tasks: random features and base network, then correct answers.
+
+    Features phi_x ~ N(0, I_d), W0 ~ N(0, 1/d), e_a ~ N(0, I_h), so the base scores
+    <phi_x W0, e_a>/sqrt(h) are roughly standard normal and ``base_scale`` (the base
+    inverse temperature) sets how peaked the base policy is. Solved problems: correct
+    answer = base mode. Unsolved problems: the answer whose base log-probability is
+    closest to log ``p_unsolved`` (never the mode). Layout: training solved, training
+    unsolved, then held-out (solved-type first, a ``held_out_unsolved_share`` of
+    unsolved-type last). Random numbers come from a CPU generator seeded with ``seed``,
+    so the task does not depend on ``device``.
+    """
+    for name, v, low in (("n_seeds", n_seeds, 1), ("n_solved", n_solved, 1),
+                         ("n_unsolved", n_unsolved, 1), ("n_held_out", n_held_out, 1),
+                         ("n_answers", n_answers, 2), ("n_features", n_features, 1),
+                         ("n_hidden", n_hidden, 1)):
+        _check(name, isinstance(v, (int, np.integer)) and v >= low, f"an integer >= {low}", v)
+    _check("base_scale", base_scale > 0, "> 0", base_scale)
+    _check("p_unsolved", 0 < p_unsolved < 1, "in (0, 1)", p_unsolved)
+    _check("held_out_unsolved_share", 0 <= held_out_unsolved_share <= 1, "in [0, 1]",
+           held_out_unsolved_share)
+    S, K, d, h = n_seeds, n_answers, n_features, n_hidden
+    P = n_solved + n_unsolved + n_held_out
+    gen = torch.Generator().manual_seed(int(seed))
+    features = torch.randn(S, P, d, generator=gen, dtype=dtype)
+    W0 = torch.randn(S, d, h, generator=gen, dtype=dtype) / math.sqrt(d)
+    E0 = torch.randn(S, K, h, generator=gen, dtype=dtype)
+
+    n_held_unsolved = int(round(n_held_out * held_out_unsolved_share))
+    kind = np.array(["solved"] * n_solved + ["unsolved"] * n_unsolved
+                    + ["solved"] * (n_held_out - n_held_unsolved) + ["unsolved"] * n_held_unsolved)
+    train = np.arange(P) < n_solved + n_unsolved
+
+    scores = features @ W0 @ E0.transpose(-1, -2) / math.sqrt(h)
+    logp0 = torch.log_softmax(base_scale * scores, dim=-1)
+    mode = logp0.argmax(-1)
+    dist = (logp0 - math.log(p_unsolved)).abs()
+    dist.scatter_(-1, mode.unsqueeze(-1), math.inf)  # the tail answer is never the mode
+    tail = dist.argmin(-1)
+    unsolved = torch.as_tensor(kind == "unsolved")
+    answer = torch.where(unsolved, tail, mode)
+    correct = torch.zeros(S, P, K, dtype=torch.bool).scatter_(-1, answer.unsqueeze(-1), True)
+    dev = resolve_device(device)
+    return AnswerTask(features.to(dev), W0.to(dev), E0.to(dev), float(base_scale),
+                      correct.to(dev), kind, train)
+
+
+class AnswerPolicy(nn.Module):
+    """pi(a | x) = softmax(exp(s) <phi_x W, e_a>/sqrt(h) + b_a + theta_{x,a}), batched over seeds.
+
+    ``shared=False`` freezes W, E, s and b at the base values (the tabular control): then
+    only ``theta`` learns, and a problem whose group rewards are always equal gets an
+    exactly zero gradient and keeps its base logits bit for bit.
+    """
+
+    def __init__(self, task: AnswerTask, *, shared: bool = True):
+        super().__init__()
+        S, P, K = task.n_seeds, task.n_problems, task.n_answers
+        dtype, dev = task.features.dtype, task.features.device
+        self.register_buffer("features", task.features)
+        self.W = nn.Parameter(task.W0.clone())
+        self.E = nn.Parameter(task.E0.clone())
+        self.log_scale = nn.Parameter(torch.full((S, 1, 1), math.log(task.base_scale), dtype=dtype,
+                                                 device=dev))
+        self.bias = nn.Parameter(torch.zeros(S, 1, K, dtype=dtype, device=dev))
+        self.theta = nn.Parameter(torch.zeros(S, P, K, dtype=dtype, device=dev))
+        self.shared = shared
+        for p in (self.W, self.E, self.log_scale, self.bias):
+            p.requires_grad_(shared)
+        self._norm = 1.0 / math.sqrt(task.W0.shape[-1])
+
+    def forward(self) -> torch.Tensor:
+        scores = (self.features @ self.W) @ self.E.transpose(-1, -2) * self._norm
+        return self.log_scale.exp() * scores + self.bias + self.theta
+
+
+@dataclass
+class AnswerRun:
+    """What :func:`train_answer_policy` returns.
+
+    ``history``: tidy frame (arm, seed, step, group, metric, value), metrics averaged over
+    the problems of each group; ``logp0`` / ``logp``: base and final log-probabilities
+    [S, P, K]; ``found`` [S, P_train]: whether a correct answer was ever sampled in training;
+    ``never_found_change`` [S]: max |log pi - log pi_0| over unsolved training problems that
+    never sampled a correct answer (0 exactly for the tabular control).
+    """
+
+    arm: Arm
+    history: pd.DataFrame
+    logp0: np.ndarray
+    logp: np.ndarray
+    found: np.ndarray
+    never_found_change: np.ndarray
+
+
+def exact_pass_at_k(p_correct: np.ndarray, k: np.ndarray | int) -> np.ndarray:
+    """pass@k of a policy that is correct with probability p on each independent draw: 1 - (1 - p)^k."""
+    p = np.clip(np.asarray(p_correct, dtype=float), 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        return -np.expm1(np.asarray(k) * np.log1p(-p))
+
+
+def exact_expected_distinct(probs: np.ndarray, n: int) -> np.ndarray:
+    """Expected distinct answers in n draws, sum_a 1 - (1 - p_a)^n (= metrics.expected_distinct)."""
+    return metrics.expected_distinct(probs, n)
+
+
+def _group_means(values: np.ndarray, groups: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """[S, P] -> [S, len(names)] means over each group's problems (NaN for an empty group)."""
+    out = np.full((values.shape[0], len(names)), np.nan)
+    for j, g in enumerate(names):
+        cols = groups == g
+        if cols.any():
+            out[:, j] = values[:, cols].mean(axis=1)
+    return out
+
+
+def train_answer_policy(
+    task: AnswerTask,
+    arm: Arm,
+    *,
+    steps: int,
+    group_size: int,
+    lr: float,
+    shared_lr: float | None = None,
+    eval_every: int = 1,
+    n_distinct: int = 16,
+    k_max: int = 256,
+    normalize: bool = True,
+    seed: int,
+) -> AnswerRun:
+    """Train the answer policy of every seed with GRPO-style outcome reward, batched.
+
+    Per step, for every training problem x of every seed: draw G = ``group_size`` answers
+    from pi(. | x); reward r_i = 1[a_i correct] (+ UCB bonus on the counts before this
+    batch, + batch penalty); advantages A = group_advantages(r) (group-mean baseline, std-
+    normalised unless ``normalize=False``); loss = -mean A_i log pi(a_i | x) - beta mean_x H;
+    one Adam step (lr ``lr``, no weight decay). A group whose rewards are all equal has
+    A = 0 exactly and contributes no gradient.
+
+    Every ``eval_every`` steps (and at the last) it records, per seed and group (solved,
+    unsolved, held-out): "entropy" (nats), "distinct" (expected distinct answers in
+    ``n_distinct`` draws), "pass@1", f"pass@{k_max}" (exact: 1 - (1 - p)^k), and for the
+    training groups "coverage" (share of problems with a correct answer sampled so far).
+    """
+    _check("steps", isinstance(steps, (int, np.integer)) and steps >= 1, "an integer >= 1", steps)
+    _check("group_size", isinstance(group_size, (int, np.integer)) and group_size >= 2,
+           "an integer >= 2 (GRPO needs a group to form a baseline)", group_size)
+    _check("lr", lr > 0, "> 0", lr)
+    _check("shared_lr", shared_lr is None or shared_lr >= 0, "None or >= 0", shared_lr)
+    _check("eval_every", eval_every >= 1, "an integer >= 1", eval_every)
+    _check("n_distinct", n_distinct >= 1, "an integer >= 1", n_distinct)
+    _check("k_max", k_max >= 1, "an integer >= 1", k_max)
+    if not isinstance(arm, Arm):
+        raise ValueError(f"arm must be an Arm, got {type(arm).__name__}")
+
+    device = task.features.device
+    policy = AnswerPolicy(task, shared=arm.shared)
+    shared_params = [p for p in (policy.W, policy.E, policy.log_scale, policy.bias) if p.requires_grad]
+    groups_opt = [{"params": [policy.theta], "lr": lr}]
+    if shared_params:
+        groups_opt.append({"params": shared_params, "lr": lr if shared_lr is None else shared_lr})
+    opt = torch.optim.Adam(groups_opt)
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+
+    S, K, G = task.n_seeds, task.n_answers, group_size
+    train_idx = torch.as_tensor(np.flatnonzero(task.train), device=device)
+    P_tr = len(train_idx)
+    dtype = task.features.dtype
+    correct = task.correct.to(dtype)
+    correct_tr = correct[:, train_idx]
+    counts = torch.zeros(S, P_tr, K, dtype=dtype, device=device)
+    found = torch.zeros(S, P_tr, dtype=torch.bool, device=device)
+    ones = torch.ones(S, P_tr, G, dtype=dtype, device=device)
+
+    groups = task.group
+    names = [g for g in GROUPS if (groups == g).any()]
+    train_groups = groups[task.train]
+    correct_np = task.correct.cpu().numpy()
+    metric_names = ["entropy", "distinct", "pass@1", f"pass@{k_max}", "coverage"]
+    rows: list[np.ndarray] = []  # each [S, n_groups, n_metrics]
+    steps_seen: list[int] = []
+    logp0 = None
+
+    def record(step: int, logp: torch.Tensor) -> None:
+        probs = logp.exp().cpu().numpy()
+        p1 = (probs * correct_np).sum(-1)
+        cov = np.full(p1.shape, np.nan)
+        cov[:, task.train] = found.cpu().numpy()
+        vals = [metrics.entropy(probs), metrics.expected_distinct(probs, n_distinct), p1,
+                exact_pass_at_k(p1, k_max), cov]
+        block = np.stack([_group_means(v, groups, names) for v in vals], axis=-1)
+        rows.append(block)
+        steps_seen.append(step)
+
+    for step in range(steps + 1):
+        logp = torch.log_softmax(policy(), dim=-1)
+        if step == 0:
+            logp0 = logp.detach().clone()
+        if step % eval_every == 0 or step == steps:
+            record(step, logp.detach())
+        if step == steps:
+            break
+        logp_tr = logp[:, train_idx]
+        with torch.no_grad():
+            a = torch.multinomial(logp_tr.exp().reshape(-1, K), G, replacement=True,
+                                  generator=gen).view(S, P_tr, G)
+            r = correct_tr.gather(-1, a)
+            found |= r.amax(-1) > 0
+            if arm.ucb_c > 0:
+                r = r + ucb_bonus(counts, a, arm.ucb_c, offset=arm.ucb_offset, dtype=dtype)
+            counts.scatter_add_(-1, a, ones)
+            if arm.batch_c > 0:
+                r = r + batch_repetition_penalty(a, arm.batch_c, dtype=dtype)
+            adv = group_advantages(r, normalize=normalize)
+        loss = policy_gradient_loss(logp_tr.gather(-1, a), adv)
+        if arm.entropy_beta > 0:
+            ent = -(logp_tr.exp() * logp_tr).sum(-1).mean(-1)
+            loss = loss - arm.entropy_beta * ent
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        opt.step()
+
+    block = np.stack(rows)  # [T, S, G, M]
+    T, _, nG, M = block.shape
+    history = pd.DataFrame({
+        "arm": arm.name,
+        "seed": np.tile(np.repeat(np.arange(S), nG * M), T),
+        "step": np.repeat(np.asarray(steps_seen), S * nG * M),
+        "group": np.tile(np.repeat(np.asarray(names), M), T * S),
+        "metric": np.tile(np.asarray(metric_names), T * S * nG),
+        "value": block.reshape(-1),
+    }).dropna(subset=["value"]).reset_index(drop=True)
+
+    lp0 = logp0.cpu().numpy()
+    lp = logp.detach().cpu().numpy()
+    found_np = found.cpu().numpy()
+    never = (train_groups == "unsolved")[None, :] & ~found_np  # [S, P_tr]
+    change = np.abs(lp - lp0)[:, task.train].max(axis=-1)  # [S, P_tr]
+    never_change = np.where(never, change, 0.0).max(axis=1)
+    return AnswerRun(arm, history, lp0, lp, found_np, never_change)
+
+
+def sample_evaluation(
+    logp: np.ndarray,
+    correct: np.ndarray,
+    *,
+    n: int,
+    ks: Sequence[int],
+    seed: int,
+) -> pd.DataFrame:
+    """Draw ``n`` answers per problem and estimate pass@k (unbiased, Chen et al. 2021) and distinct answers.
+
+    ``logp`` [S, P, K] log-probabilities, ``correct`` [S, P, K] bool. Returns a tidy frame
+    with columns seed, problem, quantity ("pass@k" or "distinct"), k, estimate, theory:
+    the unbiased estimator 1 - C(n-c, k)/C(n, k) (``metrics.pass_at_k``) against
+    1 - (1 - p)^k, and the number of distinct answers among the n draws against
+    sum_a 1 - (1 - p_a)^n (``metrics.expected_distinct``). Requires every k <= n.
+    """
+    ks = [int(k) for k in ks]
+    _check("n", isinstance(n, (int, np.integer)) and n >= 1, "an integer >= 1", n)
+    if not ks or min(ks) < 1 or max(ks) > n:
+        raise ValueError(f"every k must satisfy 1 <= k <= n = {n} (k cannot exceed the samples "
+                         f"drawn); got ks = {ks}")
+    probs = metrics.as_distribution(np.exp(np.asarray(logp, dtype=float)), name="logp")
+    correct = np.asarray(correct, dtype=bool)
+    S, P, _ = probs.shape
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, probs)  # [S, P, K]
+    c = (counts * correct).sum(-1)
+    p1 = (probs * correct).sum(-1)
+    karr = np.asarray(ks)
+    est = metrics.pass_at_k(n, c[..., None], karr)  # [S, P, len(ks)]
+    exact = exact_pass_at_k(p1[..., None], karr)
+    seeds, problems = np.meshgrid(np.arange(S), np.arange(P), indexing="ij")
+    frame_k = pd.DataFrame({
+        "seed": np.repeat(seeds.reshape(-1), len(ks)),
+        "problem": np.repeat(problems.reshape(-1), len(ks)),
+        "quantity": "pass@k",
+        "k": np.tile(karr, S * P),
+        "estimate": est.reshape(-1),
+        "theory": exact.reshape(-1),
+    })
+    frame_d = pd.DataFrame({
+        "seed": seeds.reshape(-1),
+        "problem": problems.reshape(-1),
+        "quantity": "distinct",
+        "k": n,
+        "estimate": (counts > 0).sum(-1).reshape(-1).astype(float),
+        "theory": metrics.expected_distinct(probs, n).reshape(-1),
+    })
+    return pd.concat([frame_k, frame_d], ignore_index=True)

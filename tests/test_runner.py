@@ -1,0 +1,132 @@
+"""The command line: listing, refusing bad input before a kernel starts, atomic results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vanishing_tails import runner, scales
+from vanishing_tails.specs import all_specs, find_spec
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail the test if anything tries to execute a notebook."""
+    def boom(*a, **k):
+        raise AssertionError("a kernel was started for bad input")
+    monkeypatch.setattr(runner, "run_chapter", boom)
+
+
+def test_list_shows_every_chapter_and_parameter(capsys):
+    assert runner.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for spec in all_specs():
+        assert spec.stem in out
+        for p in spec.params:
+            assert p.name in out
+
+
+def test_every_spec_has_a_chapter_source(root):
+    for spec in all_specs():
+        src = root / "chapters" / f"{spec.stem}.md"
+        assert src.is_file(), src
+        text = src.read_text()
+        assert "tags: [parameters]" in text
+        for name in spec.names:  # the parameters cell declares every spec name
+            assert f"\n{name} = " in text, f"{spec.stem}: parameter {name} missing from the parameters cell"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "no_such_chapter"], "unknown chapter"),
+    (["run", "tails", "--scale", "huge"], "scale must be one of"),
+    (["run", "tails", "-p", "bogus", "1"], "unknown parameter 'bogus'"),
+    (["run", "tails", "-p", "n_seeds", "abc"], "parameter 'n_seeds' must be an integer"),
+    (["run", "tails", "-p", "n_seeds", "0"], "parameter 'n_seeds' must be an integer >= 1"),
+    (["run", "tails", "-p", "n_values", "[1, 10]"], "parameter 'n_values' must be a list of integers >= 2"),
+    (["run", "tails", "-p", "real_fractions", "[-0.1, 0.5]"], "parameter 'real_fractions'"),
+    (["run", "tails", "-p", "temperature", "0"], "parameter 'temperature'"),
+    (["run", "tails", "-p", "scale", "smoke"], "--scale"),
+    (["reproduce", "--scale", "tiny"], "scale must be one of"),
+])
+def test_bad_input_is_refused_before_a_kernel_starts(argv, needle, no_kernel, capsys):
+    assert runner.main(argv) == runner.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert needle in err and err.count("\n") == 0  # one line
+
+
+def test_bad_input_exit_code_from_the_shell():
+    out = subprocess.run([sys.executable, "-m", "vanishing_tails", "run", "tails", "-p", "q", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "parameter 'q' must be a number in [0.001, 0.5]" in out.stderr
+
+
+def test_scale_presets_explicit_values_win_and_env_scale(monkeypatch):
+    spec = find_spec("tails")
+    smoke = spec.resolve(scale="smoke")
+    assert smoke["n_seeds"] == spec.param("n_seeds").default["smoke"]
+    assert spec.resolve(scale="smoke", n_seeds=3)["n_seeds"] == 3
+    monkeypatch.setenv(scales.SCALE_ENV, "smoke")
+    assert spec.resolve()["scale"] == "smoke"
+    monkeypatch.setenv(scales.SCALE_ENV, "gigantic")
+    with pytest.raises(ValueError, match="VANISHING_TAILS_SCALE must be one of"):
+        spec.resolve()
+
+
+def test_find_spec_by_stem_short_or_number():
+    spec = find_spec("01_tails_vanish_first")
+    assert find_spec("tails") is not None and find_spec("1").stem == spec.stem
+
+
+def test_interrupted_run_leaves_no_results(tmp_path, monkeypatch):
+    import papermill
+
+    stale = tmp_path / "results.json"
+    stale.write_text("{}")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", interrupted)
+    spec = find_spec("tails")
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_chapter(spec, spec.resolve(scale="smoke"), tmp_path, progress=False)
+    assert not stale.exists()
+    assert not any(p.name == "results.json" for p in tmp_path.rglob("*"))
+
+
+def test_read_glued_parses_values_and_figures():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    prefix = "application/papermill.record/"
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={prefix + "text/plain": "0.25"},
+                               metadata={"scrapbook": {"name": "x", "mime_prefix": prefix}}),
+        nbformat.v4.new_output("display_data", data={prefix + "text/plain": "'{\"a\": 1}'"},
+                               metadata={"scrapbook": {"name": "claims", "mime_prefix": prefix}}),
+        nbformat.v4.new_output("display_data", data={prefix + "image/png": "aGVsbG8=",
+                                                     prefix + "image/svg+xml": "<svg/>"},
+                               metadata={"scrapbook": {"name": "fig-a", "mime_prefix": prefix}}),
+    ]
+    nb.cells = [cell]
+    values, figures = runner.read_glued(nb)
+    assert values["x"] == 0.25 and json.loads(values["claims"]) == {"a": 1}
+    assert figures["fig-a"] == {"png": b"hello", "svg": "<svg/>"}
+
+
+def test_cache_key_changes_with_library_and_scale(tmp_path, monkeypatch, root):
+    key = runner.cache_key("smoke")
+    assert key == runner.cache_key("smoke") != runner.cache_key("book")
+    fake = tmp_path / "book"
+    (fake / "chapters").mkdir(parents=True)
+    (fake / "lib").mkdir()
+    (fake / "lib" / "m.py").write_text("x = 1\n")
+    monkeypatch.setenv("VANISHING_TAILS_ROOT", str(fake))
+    k1 = runner.cache_key("smoke")
+    (fake / "lib" / "m.py").write_text("x = 2\n")
+    assert runner.cache_key("smoke") != k1
