@@ -26,7 +26,8 @@ def find_spec(name: str) -> ChapterSpec:
     """Look a chapter up by stem (``01_tails_vanish_first``), short name (``tails``) or number."""
     specs = all_specs()
     for s in specs:
-        if name in (s.stem, s.short) or name == s.stem.split("_", 1)[0] or name.lstrip("0") == s.stem.split("_", 1)[0].lstrip("0"):
+        number = s.stem.split("_", 1)[0]
+        if name in (s.stem, s.short) or (name.isdigit() and int(name) == int(number)):
             return s
     raise ValueError(
         f"unknown chapter {name!r}; allowed: " + ", ".join(f"{s.stem} ({s.short})" for s in specs)
