@@ -221,19 +221,25 @@ class AnswerPolicy(nn.Module):
 class AnswerRun:
     """What :func:`train_answer_policy` returns.
 
-    ``history``: tidy frame (arm, seed, step, group, metric, value), metrics averaged over
-    the problems of each group; ``logp0`` / ``logp``: base and final log-probabilities
-    [S, P, K]; ``found`` [S, P_train]: whether a correct answer was ever sampled in training;
+    ``history``: tidy frame (arm, seed, step, group, metric, value) of per-group means (see
+    :func:`train_answer_policy`); ``logp0`` / ``logp``: base and final log-probabilities
+    [S, P, K]; ``first_found`` [S, P]: the training step whose batch first held a correct
+    answer for the problem (-1 if never, and for held-out problems);
     ``never_found_change`` [S]: max |log pi - log pi_0| over unsolved training problems that
-    never sampled a correct answer (0 exactly for the tabular control).
+    never sampled a correct answer (exactly 0 for the tabular control; NaN if there are none).
     """
 
     arm: Arm
     history: pd.DataFrame
     logp0: np.ndarray
     logp: np.ndarray
-    found: np.ndarray
+    first_found: np.ndarray
     never_found_change: np.ndarray
+
+    @property
+    def found(self) -> np.ndarray:
+        """[S, P] whether a correct answer was ever sampled in training."""
+        return self.first_found >= 0
 
 
 def exact_pass_at_k(p_correct: np.ndarray, k: np.ndarray | int) -> np.ndarray:
@@ -248,14 +254,16 @@ def exact_expected_distinct(probs: np.ndarray, n: int) -> np.ndarray:
     return metrics.expected_distinct(probs, n)
 
 
-def _group_means(values: np.ndarray, groups: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """[S, P] -> [S, len(names)] means over each group's problems (NaN for an empty group)."""
-    out = np.full((values.shape[0], len(names)), np.nan)
-    for j, g in enumerate(names):
-        cols = groups == g
-        if cols.any():
-            out[:, j] = values[:, cols].mean(axis=1)
-    return out
+def _masked_stat(values: np.ndarray, mask: np.ndarray, how: str) -> np.ndarray:
+    """[S, P] values and [S, P] (or [P]) mask -> [S] mean or max over the masked problems (NaN if none)."""
+    mask = np.broadcast_to(mask, values.shape)
+    n = mask.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if how == "mean":
+            out = np.where(mask, values, 0.0).sum(axis=1) / n
+        else:
+            out = np.where(mask, values, -np.inf).max(axis=1)
+    return np.where(n > 0, out, np.nan)
 
 
 def train_answer_policy(
@@ -281,10 +289,14 @@ def train_answer_policy(
     one Adam step (lr ``lr``, no weight decay). A group whose rewards are all equal has
     A = 0 exactly and contributes no gradient.
 
-    Every ``eval_every`` steps (and at the last) it records, per seed and group (solved,
-    unsolved, held-out): "entropy" (nats), "distinct" (expected distinct answers in
-    ``n_distinct`` draws), "pass@1", f"pass@{k_max}" (exact: 1 - (1 - p)^k), and for the
-    training groups "coverage" (share of problems with a correct answer sampled so far).
+    Every ``eval_every`` steps (and at the last) it records, per seed, the mean over the
+    problems of each group — "solved", "unsolved" (training problems of each kind),
+    "held-out", and "not yet solved" (unsolved-kind training problems with no correct answer
+    sampled so far) — of: "entropy" (nats), "entropy_change" (H_t - H_0), "distinct"
+    (expected distinct answers in ``n_distinct`` draws, sum_a 1 - (1 - p_a)^n), "pass@1",
+    f"pass@{k_max}" (exact, 1 - (1 - p)^k), "coverage" (training groups: share with a correct
+    answer sampled so far), and the maximum over the group of "max_logp_change"
+    (max_a |log pi_t - log pi_0|).
     """
     _check("steps", isinstance(steps, (int, np.integer)) and steps >= 1, "an integer >= 1", steps)
     _check("group_size", isinstance(group_size, (int, np.integer)) and group_size >= 2,
@@ -300,48 +312,58 @@ def train_answer_policy(
     device = task.features.device
     policy = AnswerPolicy(task, shared=arm.shared)
     shared_params = [p for p in (policy.W, policy.E, policy.log_scale, policy.bias) if p.requires_grad]
-    groups_opt = [{"params": [policy.theta], "lr": lr}]
+    param_groups = [{"params": [policy.theta], "lr": lr}]
     if shared_params:
-        groups_opt.append({"params": shared_params, "lr": lr if shared_lr is None else shared_lr})
-    opt = torch.optim.Adam(groups_opt)
+        param_groups.append({"params": shared_params, "lr": lr if shared_lr is None else shared_lr})
+    opt = torch.optim.Adam(param_groups)
     gen = torch.Generator(device=device).manual_seed(int(seed))
 
-    S, K, G = task.n_seeds, task.n_answers, group_size
-    train_idx = torch.as_tensor(np.flatnonzero(task.train), device=device)
-    P_tr = len(train_idx)
+    S, P, K, G = task.n_seeds, task.n_problems, task.n_answers, group_size
+    train_np = np.flatnonzero(task.train)
+    train_idx = torch.as_tensor(train_np, device=device)
+    P_tr = len(train_np)
     dtype = task.features.dtype
-    correct = task.correct.to(dtype)
-    correct_tr = correct[:, train_idx]
+    correct_tr = task.correct.to(dtype)[:, train_idx]
     counts = torch.zeros(S, P_tr, K, dtype=dtype, device=device)
-    found = torch.zeros(S, P_tr, dtype=torch.bool, device=device)
     ones = torch.ones(S, P_tr, G, dtype=dtype, device=device)
+    first_found = np.full((S, P), -1, dtype=np.int64)
 
     groups = task.group
-    names = [g for g in GROUPS if (groups == g).any()]
-    train_groups = groups[task.train]
     correct_np = task.correct.cpu().numpy()
-    metric_names = ["entropy", "distinct", "pass@1", f"pass@{k_max}", "coverage"]
-    rows: list[np.ndarray] = []  # each [S, n_groups, n_metrics]
-    steps_seen: list[int] = []
-    logp0 = None
+    records: list[tuple[int, str, str, np.ndarray]] = []
+    logp0_np = None
+    ent0 = None
 
-    def record(step: int, logp: torch.Tensor) -> None:
-        probs = logp.exp().cpu().numpy()
+    def record(step: int, logp_np: np.ndarray) -> None:
+        probs = np.exp(logp_np)
+        ent = metrics.entropy(probs)
         p1 = (probs * correct_np).sum(-1)
-        cov = np.full(p1.shape, np.nan)
-        cov[:, task.train] = found.cpu().numpy()
-        vals = [metrics.entropy(probs), metrics.expected_distinct(probs, n_distinct), p1,
-                exact_pass_at_k(p1, k_max), cov]
-        block = np.stack([_group_means(v, groups, names) for v in vals], axis=-1)
-        rows.append(block)
-        steps_seen.append(step)
+        per_problem = {
+            "entropy": ent,
+            "entropy_change": ent - ent0,
+            "distinct": metrics.expected_distinct(probs, n_distinct),
+            "pass@1": p1,
+            f"pass@{k_max}": exact_pass_at_k(p1, k_max),
+            "coverage": (first_found >= 0).astype(float),
+        }
+        change = np.abs(logp_np - logp0_np).max(axis=-1)
+        masks = {g: groups == g for g in GROUPS}
+        masks["not yet solved"] = (groups == "unsolved")[None, :] & (first_found < 0)
+        for g, mask in masks.items():
+            for name, v in per_problem.items():
+                if name == "coverage" and g == "held-out":
+                    continue
+                records.append((step, g, name, _masked_stat(v, mask, "mean")))
+            records.append((step, g, "max_logp_change", _masked_stat(change, mask, "max")))
 
+    logp = None
     for step in range(steps + 1):
         logp = torch.log_softmax(policy(), dim=-1)
         if step == 0:
-            logp0 = logp.detach().clone()
+            logp0_np = logp.detach().cpu().numpy()
+            ent0 = metrics.entropy(np.exp(logp0_np))
         if step % eval_every == 0 or step == steps:
-            record(step, logp.detach())
+            record(step, logp.detach().cpu().numpy())
         if step == steps:
             break
         logp_tr = logp[:, train_idx]
@@ -349,7 +371,9 @@ def train_answer_policy(
             a = torch.multinomial(logp_tr.exp().reshape(-1, K), G, replacement=True,
                                   generator=gen).view(S, P_tr, G)
             r = correct_tr.gather(-1, a)
-            found |= r.amax(-1) > 0
+            hit = (r.amax(-1) > 0).cpu().numpy()
+            sub = first_found[:, train_np]
+            first_found[:, train_np] = np.where(hit & (sub < 0), step, sub)
             if arm.ucb_c > 0:
                 r = r + ucb_bonus(counts, a, arm.ucb_c, offset=arm.ucb_offset, dtype=dtype)
             counts.scatter_add_(-1, a, ones)
@@ -364,24 +388,19 @@ def train_answer_policy(
         loss.sum().backward()
         opt.step()
 
-    block = np.stack(rows)  # [T, S, G, M]
-    T, _, nG, M = block.shape
     history = pd.DataFrame({
         "arm": arm.name,
-        "seed": np.tile(np.repeat(np.arange(S), nG * M), T),
-        "step": np.repeat(np.asarray(steps_seen), S * nG * M),
-        "group": np.tile(np.repeat(np.asarray(names), M), T * S),
-        "metric": np.tile(np.asarray(metric_names), T * S * nG),
-        "value": block.reshape(-1),
+        "seed": np.tile(np.arange(S), len(records)),
+        "step": np.repeat([r[0] for r in records], S),
+        "group": np.repeat([r[1] for r in records], S),
+        "metric": np.repeat([r[2] for r in records], S),
+        "value": np.concatenate([r[3] for r in records]),
     }).dropna(subset=["value"]).reset_index(drop=True)
 
-    lp0 = logp0.cpu().numpy()
     lp = logp.detach().cpu().numpy()
-    found_np = found.cpu().numpy()
-    never = (train_groups == "unsolved")[None, :] & ~found_np  # [S, P_tr]
-    change = np.abs(lp - lp0)[:, task.train].max(axis=-1)  # [S, P_tr]
-    never_change = np.where(never, change, 0.0).max(axis=1)
-    return AnswerRun(arm, history, lp0, lp, found_np, never_change)
+    never = (groups == "unsolved")[None, :] & (first_found < 0)
+    never_change = _masked_stat(np.abs(lp - logp0_np).max(axis=-1), never, "max")
+    return AnswerRun(arm, history, logp0_np, lp, first_found, never_change)
 
 
 def sample_evaluation(
