@@ -52,6 +52,7 @@ __all__ = [
     "sample_evaluation",
     "exact_pass_at_k",
     "exact_expected_distinct",
+    "base_sampler_coverage",
 ]
 
 GROUPS = ("solved", "unsolved", "held-out")
@@ -226,7 +227,9 @@ class AnswerRun:
     [S, P, K]; ``first_found`` [S, P]: the training step whose batch first held a correct
     answer for the problem (-1 if never, and for held-out problems);
     ``never_found_change`` [S]: max |log pi - log pi_0| over unsolved training problems that
-    never sampled a correct answer (exactly 0 for the tabular control; NaN if there are none).
+    never sampled a correct answer (exactly 0 for the tabular control; NaN if there are none);
+    ``inverse_temperature`` [S]: the shared exp(s) at the end (the base value for the
+    tabular control).
     """
 
     arm: Arm
@@ -235,6 +238,7 @@ class AnswerRun:
     logp: np.ndarray
     first_found: np.ndarray
     never_found_change: np.ndarray
+    inverse_temperature: np.ndarray
 
     @property
     def found(self) -> np.ndarray:
@@ -247,6 +251,17 @@ def exact_pass_at_k(p_correct: np.ndarray, k: np.ndarray | int) -> np.ndarray:
     p = np.clip(np.asarray(p_correct, dtype=float), 0.0, 1.0)
     with np.errstate(divide="ignore"):
         return -np.expm1(np.asarray(k) * np.log1p(-p))
+
+
+def base_sampler_coverage(p_correct: np.ndarray, group_size: int, steps: np.ndarray | int) -> np.ndarray:
+    """Chance that a policy frozen at the base has sampled a correct answer within ``steps`` batches.
+
+    1 - (1 - p)^(G t) for G = ``group_size`` draws per step. This is *exactly* the tabular
+    control's coverage on each problem: until a problem's first correct sample its GRPO
+    advantages are all zero, so its logits stay at the base (chapter 3). Broadcasts
+    ``p_correct`` against ``steps``.
+    """
+    return exact_pass_at_k(p_correct, group_size * np.asarray(steps))
 
 
 def exact_expected_distinct(probs: np.ndarray, n: int) -> np.ndarray:
@@ -400,7 +415,8 @@ def train_answer_policy(
     lp = logp.detach().cpu().numpy()
     never = (groups == "unsolved")[None, :] & (first_found < 0)
     never_change = _masked_stat(np.abs(lp - logp0_np).max(axis=-1), never, "max")
-    return AnswerRun(arm, history, logp0_np, lp, first_found, never_change)
+    inv_temp = policy.log_scale.detach().exp().reshape(S).cpu().numpy()
+    return AnswerRun(arm, history, logp0_np, lp, first_found, never_change, inv_temp)
 
 
 def sample_evaluation(

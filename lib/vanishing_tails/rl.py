@@ -22,11 +22,14 @@ def group_advantages(rewards: torch.Tensor, *, normalize: bool = True, eps: floa
     """
     if rewards.shape[-1] < 2:
         raise ValueError(f"the group size must be >= 2 (last axis), got {rewards.shape[-1]}")
-    centred = rewards - rewards.mean(dim=-1, keepdim=True)
+    # A group of equal rewards gets exactly zero (rounding in the mean could leave ~1e-16).
+    equal = (rewards == rewards[..., :1]).all(dim=-1, keepdim=True)
+    centred = torch.where(equal, torch.zeros_like(rewards),
+                          rewards - rewards.mean(dim=-1, keepdim=True))
     if not normalize:
         return centred
     std = rewards.std(dim=-1, keepdim=True, unbiased=False)
-    return torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
+    return torch.where(equal | (std == 0), torch.zeros_like(centred), centred / (std + eps))
 
 
 def kl_regularised_optimum(p_ref: np.ndarray, reward: np.ndarray, beta: float) -> np.ndarray:
