@@ -1,0 +1,324 @@
+"""Unit and oracle tests of chapter 5's engines: the toy domains, the judges, DPO and its optimum."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vanishing_tails import domains as D
+from vanishing_tails import metrics
+from vanishing_tails import preference as pf
+from vanishing_tails.rl import kl_regularised_optimum
+from vanishing_tails.specs.ch05_what_the_reward_pays_for import SPEC
+
+# ------------------------------------------------------------------ the interpreter
+
+
+@pytest.mark.parametrize("program, x, value", [
+    ("x", 3, 3), ("2", 0, 2), ("x + 1", 2, 3), ("x * 2 + 1", 2, 5), ("1 + 2 * x", 3, 7),
+    ("x * x * x", 3, 27), ("3 - x - 1", 1, 1), ("2 - 3", 0, -1), ("x - 2 * x", 4, -4),
+    ("3 * x - x * 2", 2, 2), ("1 + 1 + 1", 9, 3),
+])
+def test_interpreter_on_known_programs(program, x, value):
+    assert D.run_program(program, x) == value
+
+
+@pytest.mark.parametrize("program", ["", "x +", "+ x", "x x", "x + + 1", "x / 2", "y", "x + a",
+                                     "( x )"])
+def test_interpreter_refuses_malformed_programs(program):
+    assert D.run_program(program, 1) is None
+
+
+def test_interpreter_agrees_with_python_on_every_program():
+    for prog in D.enumerate_programs():
+        for x in D.PROBES:
+            assert D.run_program(prog, x) == eval(prog, {"x": x})  # noqa: S307 - our own grammar
+
+
+def test_code_domain_structure():
+    d = D.code_domain(6)
+    assert d.n_outputs == 4 + 48 + 576 == len(set(d.outputs))
+    assert d.valid.shape == d.prior.shape == (6, d.n_outputs)
+    np.testing.assert_allclose(d.prior.sum(-1), 1)
+    np.testing.assert_allclose((d.prior * d.valid).sum(-1), 0.5)  # valid_share
+    for p, prompt in enumerate(d.prompts):
+        a, t = (int(tok.split(":")[1]) for tok in prompt.split()[1:])
+        ok = np.array([D.run_program(o, a) == t for o in d.outputs])
+        assert (ok == d.valid[p]).all()
+        assert len(np.unique(d.semantic[ok])) >= 2  # several ways of being right
+    sem = dict(zip(d.outputs, d.semantic))
+    assert sem["x + x"] == sem["2 * x"] == sem["x * 2"] != sem["x * x"]
+    assert D.program_shape("x * 2 + 1") == "x * N + N"
+    assert d.lookup(["x + x", "x +", " x  + x "]).tolist() == [d.index["x + x"], -1, d.index["x + x"]]
+
+
+def test_creative_domain_structure():
+    d = D.creative_domain(6, valid_share=0.3)
+    assert d.n_outputs == 5 * 6 * 4 * 13 == len(set(d.outputs))
+    np.testing.assert_allclose((d.prior * d.valid).sum(-1), 0.3)
+    assert D.parse_line("grey sea sings under moon")["noun2"] == "moon"
+    assert D.parse_line("sea grey sings") is None
+    assert D.line_shape("grey sea sings") == "ADJ N V"
+    assert D.line_cluster("sea burns beyond city") == "water/lively/built"
+    sea = d.prompts.index("poem sea")
+    assert d.valid[sea, d.index["moon sleeps under sea"]] and not d.valid[sea, d.index["moon sleeps"]]
+
+
+# ----------------------------------------------------------------------- the judges
+
+
+def test_rewards_are_standardised_under_the_reference():
+    for name in D.DOMAINS:
+        d = D.make_domain(name, 3)
+        for judge in pf.JUDGES:
+            r = pf.judge_rewards(d, judge, d.prior)
+            np.testing.assert_allclose((d.prior * r).sum(-1), 0, atol=1e-10)
+            np.testing.assert_allclose((d.prior * r**2).sum(-1), 1, atol=1e-10)
+
+
+def test_convergent_judge_prefers_valid_then_short():
+    d = D.code_domain(6)
+    s = pf.judge_scores(d, "correct", d.prior)
+    p = d.prompts.index("code in:2 out:4")
+    i = d.index
+    assert d.valid[p, i["x * 3 - 2"]] and not d.valid[p, i["x + 1"]]
+    assert s[p, i["x + x"]] > s[p, i["x * 3 - 2"]] > s[p, i["x + 1"]] > s[p, i["x + 1 + 3"]]
+
+
+def test_distinctiveness_judge_prefers_rare_ngrams():
+    d = D.creative_domain(6)
+    s = pf.judge_scores(d, "distinct", d.prior)
+    p = d.prompts.index("poem sea")
+    # the cliché of the corpus scores below a line made of rare pairings
+    assert s[p, d.index["grey sea sings"]] < s[p, d.index["broken stone waits beyond city"]]
+    # by hand: mean surprisal of the 1- and 2-grams under the pooled reference n-grams
+    table = pf.gram_table(d)
+    q = table.expected_distribution(d.prior[p])
+    gid = {g: k for k, g in enumerate(table.grams)}
+    grams = [("sea",), ("sings",), ("sea", "sings")]
+    want = np.mean([-np.log(q[gid[g]]) for g in grams])
+    assert math.isclose(s[p, d.index["sea sings"]], want, rel_tol=1e-12)
+
+
+def test_unknown_judge_and_bad_beta_are_refused():
+    d = D.code_domain(2)
+    with pytest.raises(ValueError, match="judge"):
+        pf.judge_scores(d, "nice", d.prior)
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="beta"):
+            pf.dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), bad)
+        with pytest.raises(ValueError, match="beta"):
+            pf.check_beta(bad)
+    with pytest.raises(ValueError, match="betas"):
+        pf.optimum_curve(d, d.prior, pf.judge_rewards(d, "correct", d.prior), [1.0, 0.0])
+    with pytest.raises(ValueError, match="judge"):
+        pf.run_experiment(arms=[("code", "nice")])
+    with pytest.raises(ValueError, match="domain"):
+        pf.run_experiment(arms=[("prose", "correct")])
+
+
+@pytest.mark.parametrize("maker", [D.code_domain, D.creative_domain])
+def test_empty_domain_is_refused(maker):
+    with pytest.raises(ValueError, match="n_prompts"):
+        maker(0)
+    with pytest.raises(ValueError, match="valid_share"):
+        maker(2, valid_share=1.0)
+    with pytest.raises(ValueError, match="arms"):
+        pf.check_arms([])
+
+
+# ------------------------------------------------------------------------- DPO loss
+
+
+def test_dpo_loss_matches_a_hand_computation():
+    # margin = beta * ((pc - rc) - (pr - rr)) = 0.5 * ((-1 + 1.5) - (-2 + 1)) = 0.75
+    loss = pf.dpo_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), torch.tensor([-1.5]),
+                       torch.tensor([-1.0]), 0.5)
+    assert math.isclose(float(loss), math.log1p(math.exp(-0.75)), rel_tol=1e-6)
+    # at the reference the loss is log 2 and its gradient pushes chosen up, rejected down
+    pc = torch.tensor([-3.0], requires_grad=True)
+    pr = torch.tensor([-2.0], requires_grad=True)
+    loss = pf.dpo_loss(pc, pr, torch.tensor([-3.0]), torch.tensor([-2.0]), 2.0).sum()
+    assert math.isclose(float(loss.detach()), math.log(2), rel_tol=1e-6)
+    loss.backward()
+    assert math.isclose(float(pc.grad), -1.0, rel_tol=1e-6)  # -beta * sigma(0)
+    assert math.isclose(float(pr.grad), 1.0, rel_tol=1e-6)
+
+
+def test_population_dpo_minimiser_is_the_kl_regularised_optimum():
+    """Oracle: a tabular policy minimising the exact population DPO loss reaches p_ref e^{r/beta}/Z."""
+    rng = np.random.default_rng(7)
+    K, beta = 6, 0.7
+    p_ref = rng.dirichlet(np.ones(K))
+    r = rng.normal(size=K)
+    log_ref = torch.tensor(np.log(p_ref))
+    w = torch.tensor(np.outer(p_ref, p_ref) / (1 + np.exp(-(r[:, None] - r[None, :]))))  # P(i wins j)
+    logits = torch.zeros(K, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([logits], lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        lp = torch.log_softmax(logits, 0)
+        li = lp[:, None].expand(K, K)
+        lj = lp[None, :].expand(K, K)
+        loss = (w * pf.dpo_loss(li, lj, log_ref[:, None].expand(K, K), log_ref[None, :].expand(K, K),
+                                beta)).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        opt.step(closure)
+    got = torch.softmax(logits, 0).detach().numpy()
+    np.testing.assert_allclose(got, kl_regularised_optimum(p_ref, r, beta), atol=1e-6)
+
+
+def test_preference_labels_follow_bradley_terry():
+    p_ref = np.array([[0.5, 0.5]])
+    r = np.array([[0.8, -0.4]])
+    pairs = pf.preference_pairs(p_ref, r, 40000, rng=np.random.default_rng(3))
+    assert (pairs.chosen != pairs.rejected).all()
+    n = len(pairs)
+    p = 1 / (1 + math.exp(-1.2))
+    z = ((pairs.chosen == 0).mean() - p) / math.sqrt(p * (1 - p) / n)
+    assert abs(z) < 4
+
+
+# ------------------------------------------------------------------ the exact optimum
+
+
+def test_optimum_entropy_limits():
+    """beta -> inf: H(p_ref); beta -> 0: H(p_ref | argmax r) (= log|A| when p_ref is flat on A)."""
+    d = D.code_domain(4)
+    rng = np.random.default_rng(11)
+    p_ref = rng.dirichlet(np.ones(d.n_outputs), size=d.n_prompts)
+    for judge in pf.JUDGES:
+        r = pf.judge_rewards(d, judge, p_ref)
+        lim = pf.optimum_limits(p_ref, r)
+        curve = pf.optimum_curve(d, p_ref, r, [1e-4, 1e4])
+        hi = curve[curve.beta == 1e4].set_index("prompt")["entropy"]
+        lo = curve[curve.beta == 1e-4].set_index("prompt")["entropy"]
+        np.testing.assert_allclose(hi, metrics.entropy(p_ref), atol=1e-3)
+        np.testing.assert_allclose(hi, lim["entropy_beta_inf"], atol=1e-3)
+        np.testing.assert_allclose(lo, lim["entropy_beta_0"], atol=1e-3)
+    # flat on the argmax set: log |A|
+    flat = np.full((1, 5), 0.2)
+    rr = np.array([[1.0, 1.0, 0.0, 1.0, -2.0]])
+    lim = pf.optimum_limits(flat, rr)
+    assert int(lim["argmax_size"].iloc[0]) == 3
+    assert math.isclose(float(lim["entropy_beta_0"].iloc[0]), math.log(3), rel_tol=1e-12)
+    star = kl_regularised_optimum(flat, rr, 1e-3)
+    assert math.isclose(float(metrics.entropy(star)[0]), math.log(3), rel_tol=1e-9)
+
+
+def test_convergent_optimum_entropy_falls_monotonically():
+    d = D.code_domain(6)
+    r = pf.judge_rewards(d, "correct", d.prior)
+    curve = pf.optimum_curve(d, d.prior, r, np.geomspace(0.05, 20, 15))
+    h = curve.groupby("beta")["entropy"].mean().to_numpy()
+    assert (np.diff(h) > 0).all()  # larger beta, closer to the reference, higher entropy
+    assert h[-1] < metrics.entropy(d.prior).mean()
+
+
+def test_exact_metrics_of_the_reference():
+    d = D.creative_domain(3)
+    r = pf.judge_rewards(d, "distinct", d.prior)
+    ex = pf.exact_metrics(d, d.prior, d.prior, r, optimum=d.prior)
+    np.testing.assert_allclose(ex["win rate"], 0.5, atol=1e-12)  # a model against itself
+    np.testing.assert_allclose(ex["KL to optimum"], 0, atol=1e-12)
+    np.testing.assert_allclose(ex["pass rate (exact)"], 0.5)
+    np.testing.assert_allclose(ex["entropy"], metrics.entropy(d.prior))
+
+
+def test_sample_metrics_estimate_the_exact_pair_probabilities():
+    """Oracle: pair shares over samples are unbiased for the exact two-draw probabilities."""
+    d = D.code_domain(1)
+    p = d.prior
+    ex = pf.exact_metrics(d, p, p, pf.judge_rewards(d, "correct", p)).iloc[0]
+    rng = np.random.default_rng(5)
+    reps = [pf.sample_metrics(d, 0, [d.outputs[i] for i in rng.choice(d.n_outputs, 40, p=p[0])])
+            for _ in range(300)]
+    reps = pd.DataFrame(reps)
+    for sample_name, exact_name in [("effective semantic", "effective semantic (exact)"),
+                                    ("semantic", "semantic (exact)"), ("syntactic", "syntactic (exact)"),
+                                    ("pass rate", "pass rate (exact)")]:
+        z = (reps[sample_name].mean() - ex[exact_name]) / (reps[sample_name].std() / math.sqrt(len(reps)))
+        assert abs(z) < 4, (sample_name, z)
+
+
+def test_self_bleu_exact_equals_the_shared_metric():
+    rng = np.random.default_rng(2)
+    d = D.creative_domain(1)
+    texts = [d.outputs[i] for i in rng.choice(d.n_outputs, 30, p=d.prior[0])]
+    assert math.isclose(pf.self_bleu_exact(texts), metrics.self_bleu(texts), rel_tol=1e-12)
+    assert math.isclose(pf.self_bleu_exact(["a b c", "a b c", "d e"]),
+                        metrics.self_bleu(["a b c", "a b c", "d e"]), rel_tol=1e-12)
+
+
+# ------------------------------------------------------------- models and determinism
+
+
+TINY = dict(n_seeds=1, n_prompts=2, corpus_size=400, pretrain_steps=5, n_pairs=16, dpo_steps=3,
+            n_samples=6, theory_betas=[0.5, 2.0], batch_size=8)
+
+
+def test_run_experiment_is_deterministic_and_tidy():
+    a = pf.run_experiment(seed=3, **TINY)
+    b = pf.run_experiment(seed=3, **TINY)
+    for key in ("samples", "exact", "theory", "limits", "training", "top"):
+        pd.testing.assert_frame_equal(a[key], b[key])
+    c = pf.run_experiment(seed=4, **TINY)
+    assert not a["exact"]["value"].equals(c["exact"]["value"])
+    assert set(a["samples"]["stage"]) == {"before", "after"}
+    assert set(a["samples"]["metric"]) == set(pf.SAMPLE_METRICS)
+    assert set(zip(a["exact"]["domain"], a["exact"]["judge"])) == set(pf.ARMS)
+
+
+def test_output_logprobs_are_a_subprobability_and_sampling_agrees():
+    doms = [D.make_domain(n, 1) for n in D.DOMAINS]
+    model, vocab, _ = pf.pretrain_reference(doms, corpus_size=2000, steps=60, seed=0)
+    d = doms[0]
+    probs, leak = pf.restrict(pf.output_logprobs(model, vocab, d))
+    assert 0 <= leak[0] < 0.5
+    np.testing.assert_allclose(probs.sum(-1), 1)
+    texts = pf.sample_texts(model, vocab, d, 4000, generator=torch.Generator().manual_seed(0))[0]
+    idx = d.lookup(texts)
+    assert abs((idx < 0).mean() - leak[0]) < 4 * math.sqrt(leak[0] * (1 - leak[0]) / 4000) + 1e-3
+    top = int(np.argmax(probs[0]))
+    share = (idx == top).mean()
+    want = probs[0, top] * (1 - leak[0])
+    assert abs(share - want) < 4 * math.sqrt(want * (1 - want) / 4000)
+
+
+def test_dpo_moves_toward_the_judge():
+    doms = [D.make_domain(n, 2) for n in D.DOMAINS]
+    model, vocab, _ = pf.pretrain_reference(doms, corpus_size=4000, steps=150, seed=1)
+    d = doms[0]
+    p_ref, _ = pf.restrict(pf.output_logprobs(model, vocab, d))
+    r = pf.judge_rewards(d, "correct", p_ref)
+    pairs = pf.preference_pairs(p_ref, r, 256, rng=np.random.default_rng(0))
+    policy, log = pf.train_dpo(model, vocab, d, pairs, beta=1.0, steps=60, seed=0)
+    probs, _ = pf.restrict(pf.output_logprobs(policy, vocab, d))
+    assert (probs * d.valid).sum() > (p_ref * d.valid).sum()
+    assert list(log.columns) == ["step", "loss", "reward_margin", "accuracy"]
+    # the reference is untouched
+    p_again, _ = pf.restrict(pf.output_logprobs(model, vocab, d))
+    np.testing.assert_array_equal(p_again, p_ref)
+
+
+# ---------------------------------------------------------------------- chapter spec
+
+
+def test_spec_refuses_bad_input_naming_the_parameter():
+    for name, value in [("beta", 0), ("beta", -1.0), ("sweep_betas", [1.0, 0.0]), ("n_prompts", 0),
+                        ("code_judge", "nice"), ("creative_judge", "pretty"), ("n_samples", 1)]:
+        with pytest.raises(ValueError, match=name):
+            SPEC.resolve(scale="smoke", **{name: value})
+    with pytest.raises(ValueError, match="creative_judge"):
+        SPEC.resolve(scale="smoke", code_judge="distinct", creative_judge="distinct")
+    P = SPEC.resolve(scale="smoke", code_judge="distinct", creative_judge="correct")
+    assert P["code_judge"] == "distinct"
