@@ -322,3 +322,21 @@ def test_spec_refuses_bad_input_naming_the_parameter():
         SPEC.resolve(scale="smoke", code_judge="distinct", creative_judge="distinct")
     P = SPEC.resolve(scale="smoke", code_judge="distinct", creative_judge="correct")
     assert P["code_judge"] == "distinct"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["-p", "beta", "0"], "parameter 'beta'"),
+    (["-p", "beta", "-0.5"], "parameter 'beta'"),
+    (["-p", "n_prompts", "0"], "parameter 'n_prompts'"),
+    (["-p", "code_judge", "nice"], "parameter 'code_judge'"),
+    (["-p", "code_judge", "distinct"], "parameter 'creative_judge' must differ"),
+])
+def test_runner_refuses_bad_input_before_a_kernel(argv, needle, monkeypatch, capsys):
+    from vanishing_tails import runner
+
+    def boom(*a, **k):
+        raise AssertionError("a kernel was started for bad input")
+
+    monkeypatch.setattr(runner, "run_chapter", boom)
+    assert runner.main(["run", "preference", *argv]) == runner.EXIT_BAD_INPUT
+    assert needle in capsys.readouterr().err
