@@ -4,8 +4,9 @@ Two autoregressive families over a token vocabulary, both mapping a batch of tok
 ids ``[B, T]`` to next-token logits ``[B, T, V]`` and both sampling incrementally
 through ``init_state``/``step``:
 
-* :class:`CharGRU` — a character-level GRU (chapter 2's Shakespeare model);
-* :class:`TinyTransformer` — a pre-norm causal transformer (chapters 4 and 5).
+* :class:`CharGRU` — a GRU over characters or tokens (chapter 2's Shakespeare model,
+  chapter 5's reference policy at the smoke and book scales, where it trains fastest);
+* :class:`TinyTransformer` — a pre-norm causal transformer (chapter 4; chapter 5 at ``full``).
 
 Shared utilities: :class:`Vocab` (characters or words to ids, with PAD/BOS/EOS),
 :func:`build_model` (seeded initialisation), :func:`train_lm` (teacher-forced
