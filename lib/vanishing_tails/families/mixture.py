@@ -65,6 +65,8 @@ REAL_MIXTURE = Mixture(
     covs=np.array([[[1.2, 0.4], [0.4, 0.8]], [[1.0, -0.3], [-0.3, 1.0]], [[0.3, 0.0], [0.0, 0.3]]]),
 )
 RARE = int(np.argmin(REAL_MIXTURE.weights))
+#: A component's region counts as *lost* by a model that keeps less than this share of its real mass.
+LOST = 0.2
 
 
 @lru_cache(maxsize=8)
@@ -107,7 +109,7 @@ def mixture_chains(
     real_fraction: float = 0.0,
     n_components: int = 3,
     q: float = 0.05,
-    n_measure: int = 3000,
+    n_measure: int = 2000,
     snapshot_generations: tuple[int, ...] = (),
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:

@@ -22,19 +22,19 @@ SPEC = ChapterSpec(
     "replace, accumulate and fresh real data compared.",
     checks=(_check,),
     params=(
-        *common_params({"smoke": 8, "book": 24, "full": 64}),
+        *common_params({"smoke": 16, "book": 32, "full": 64}),
         # --- Gaussian mixture
-        Param("gmm_n", "int", {"smoke": 300, "book": 500, "full": 2000},
+        Param("gmm_n", "int", {"smoke": 250, "book": 250, "full": 1000},
               "points per generation for the Gaussian mixture", low=30, high=1_000_000),
-        Param("gmm_generations", "int", {"smoke": 10, "book": 30, "full": 100},
+        Param("gmm_generations", "int", {"smoke": 12, "book": 30, "full": 100},
               "generations of refitting (mixture)", low=1, high=10_000),
         Param("q", "float", 0.05, "low-density region: the real mixture's least-probable q of the mass",
               low=0.001, high=0.25),
-        Param("real_fractions", "float_list", {"smoke": [0.05, 0.2, 0.5], "book": [0.02, 0.05, 0.1, 0.2, 0.5],
+        Param("real_fractions", "float_list", {"smoke": [0.1, 0.5], "book": [0.02, 0.05, 0.1, 0.2, 0.5],
                                                "full": [0.01, 0.02, 0.05, 0.1, 0.2, 0.5]},
               "fractions of fresh real data per generation (mixture sweep)", low=0.0, high=1.0),
         # --- VAE on digits
-        Param("vae_chains", "int", {"smoke": 4, "book": 8, "full": 16},
+        Param("vae_chains", "int", {"smoke": 8, "book": 8, "full": 16},
               "independent VAE chains (trained together, batched)", low=1, high=256),
         Param("vae_n", "int", {"smoke": 400, "book": 800, "full": 1500},
               "images per generation (VAE)", low=50, high=100_000),
@@ -50,7 +50,7 @@ SPEC = ChapterSpec(
         # --- character language model
         Param("lm_seeds", "int", {"smoke": 2, "book": 2, "full": 4}, "independent LM chains per arm",
               low=1, high=64),
-        Param("lm_n", "int", {"smoke": 600, "book": 2000, "full": 20000},
+        Param("lm_n", "int", {"smoke": 400, "book": 2000, "full": 20000},
               "lines of text per generation (LM)", low=64, high=1_000_000),
         Param("lm_generations", "int", {"smoke": 2, "book": 4, "full": 8},
               "generations of retraining (LM)", low=1, high=100),
