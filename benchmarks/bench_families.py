@@ -28,6 +28,23 @@ def rate(fn, units: float, repeat: int = 3) -> float:
     return units / best
 
 
+def lm_rates(vocab_size: int, X: torch.Tensor, hidden: int, batch: int, width: int, bos: int,
+             steps: int = 20, n_lines: int = 512) -> tuple[float, float]:
+    """(training sequences/s, sampled characters/s) of a character GRU."""
+    model = lm.build_model("gru", vocab_size, seed=0, d_embed=32, d_hidden=hidden)
+    lm.train_lm(model, X, steps=2, batch_size=batch, seed=0)  # warm-up
+    train = rate(lambda: lm.train_lm(model, X, steps=steps, batch_size=batch, seed=1), steps * batch)
+    prefix = torch.full((n_lines, 1), bos, dtype=torch.long)
+    n_sampled: list[float] = []
+
+    def draw():
+        out = lm.sample(model, prefix, width - 1, generator=torch.Generator().manual_seed(0))
+        n_sampled.append(float((out[:, 1:] != 0).sum()))
+
+    draw()
+    return train, rate(draw, n_sampled[-1])
+
+
 def main() -> None:
     torch.set_num_threads(1)
     c = charlm.corpus(48)
@@ -39,19 +56,7 @@ def main() -> None:
     print("character GRU on Shakespeare lines (<= 48 chars), one CPU thread")
     print(f"{'hidden':>7} {'batch':>6} {'train chars/s':>15} {'(incl. padding)':>16} {'sample chars/s':>15}")
     for hidden, batch in [(64, 64), (64, 128), (128, 128), (256, 128)]:
-        model = lm.build_model("gru", len(c.vocab), seed=0, d_embed=32, d_hidden=hidden)
-        lm.train_lm(model, X, steps=2, batch_size=batch, seed=0)  # warm-up
-        steps = 20
-        train = rate(lambda: lm.train_lm(model, X, steps=steps, batch_size=batch, seed=1), steps * batch)
-        prefix = torch.full((512, 1), c.vocab.bos_id, dtype=torch.long)
-        n_sampled = []
-
-        def draw():
-            out = lm.sample(model, prefix, width - 1, generator=torch.Generator().manual_seed(0))
-            n_sampled.append(float((out[:, 1:] != 0).sum()))
-
-        draw()
-        sample_rate = rate(draw, n_sampled[-1])
+        train, sample_rate = lm_rates(len(c.vocab), X, hidden, batch, width, c.vocab.bos_id)
         print(f"{hidden:>7} {batch:>6} {train * real_chars:>15,.0f} {train * (width - 1):>16,.0f} "
               f"{sample_rate:>15,.0f}")
 

@@ -108,7 +108,7 @@ def train_vae(x: torch.Tensor, *, hidden: int, latent: int, steps: int, batch_si
     model = BatchedVAE(C, D, hidden, latent, decoder_sd=decoder_sd, generator=gen).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     x = x.to(dev)
-    rows = torch.arange(C)[:, None]
+    rows = torch.arange(C, device=dev)[:, None]
     for _ in range(steps):
         idx = torch.randint(N, (C, batch_size), generator=gen)
         eps = torch.randn(C, batch_size, latent, generator=gen).to(dev)
