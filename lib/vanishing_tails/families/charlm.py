@@ -6,15 +6,14 @@ characters; training lines come from the training plays, the held-out real text 
 the held-out plays (the split is by play). Generation 0 is a :class:`~vanishing_tails.lm.CharGRU`
 trained from scratch on ``n`` real lines; generation t is a fresh GRU trained on the data
 of the regime, the synthetic part being ``n`` lines sampled (from BOS to EOS) from
-generation t-1 at ``temperature`` (Shumailov et al. 2024, Sec. "Model collapse in
-language models", with a character GRU for OPT-125m and from-scratch training for
-fine-tuning). The loop is :func:`vanishing_tails.collapse.recursive_fit`.
+generation t-1 at ``temperature`` (the language-model experiment of Shumailov et al. 2024, with a character GRU trained
+from scratch in place of a fine-tuned OPT-125m). The loop is :func:`vanishing_tails.collapse.recursive_fit`.
 
 Measured each generation:
 
 * ``heldout_ppl``: perplexity of held-out real lines, exp(mean token NLL) per character;
 * ``gen_ppl_*``: the distribution of the per-line perplexities of ``n_measure`` generated
-  lines *under generation 0* (the model of real text), as in Shumailov et al.'s Fig. 1b:
+  lines *under generation 0* (the model of real text), as in Shumailov et al.'s perplexity histograms:
   median and 5%/95% quantiles (the per-line values are kept for plots);
 * ``distinct_words``: distinct word types among the generated words, per 1,000 words;
   ``distinct_2``: distinct-2 (Li et al. 2016) of the generated lines;

@@ -3,7 +3,7 @@
 The real distribution is a fixed 2-D mixture (:data:`REAL_MIXTURE`) whose smallest
 component holds 4% of the mass. Generation 0 is ``GaussianMixture`` fit by EM to ``n``
 real points; every later generation is a fresh EM fit to the data of the regime
-(Shumailov et al. 2024, whose Fig. 2 does this with a GMM; the loop is
+(as in the Gaussian-mixture experiment of Shumailov et al. 2024; the loop is
 :func:`vanishing_tails.collapse.recursive_fit`).
 
 Two tail measures, both relative to the real mixture p0 and estimated by Monte Carlo

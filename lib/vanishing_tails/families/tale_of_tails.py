@@ -11,7 +11,7 @@ are i.i.d. from q while the test distribution is p, the expected test error is e
 T^(-(1 - 1/beta)) (the scaling law). If an earlier model generated the training data
 and cut the tail at rank k — q = p restricted to i <= k and renormalised
 (:func:`cut_tail`) — every item beyond k is unseeable and the error plateaus at the cut
-tail's mass sum_{i>k} p_i: more data stops helping (Dohmatob et al. 2024, Sec. 2-3).
+tail's mass sum_{i>k} p_i: more data stops helping (Dohmatob et al. 2024).
 Mixing a fraction pi of clean data, q = pi p + (1 - pi) q_cut (:func:`mix_clean`),
 restores the fall, with T effectively replaced by pi T for the tail.
 
