@@ -8,20 +8,12 @@ calls of the same total size; ``categorical_chains`` likewise against a bare
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
+from timing import best_of
 from vanishing_tails import collapse, data
 
-
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:

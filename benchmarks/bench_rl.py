@@ -12,16 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from timing import best_of
 from vanishing_tails import answer_policies as ap
 
-
-def best_of(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
