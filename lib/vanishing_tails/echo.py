@@ -485,8 +485,8 @@ def format_optimum(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *,
     return p[..., :F_] + p[..., F_:]
 
 
-def bandit_pg(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *, steps: int = 3000,
-              group_size: int = 64, lr: float = 0.05, seed: int = 0) -> pd.DataFrame:
+def bandit_pg(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *, steps: int = 1500,
+              group_size: int = 256, lr: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """The format choice alone as a bandit, trained with :func:`policy_gradient_loss`.
 
     The policy is softmax(theta) over formats, started at ``p_ref``; each step draws
