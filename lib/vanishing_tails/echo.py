@@ -5,9 +5,10 @@ Two pieces, after Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber"):
 * :func:`pretrain` trains a :class:`~vanishing_tails.lm.TinyTransformer` from scratch on
   :func:`vanishing_tails.formats.pretraining_corpus` and caches the weights under
   ``<build>/cache/checkpoints/<hash>.pt``, the hash taken over everything that determines
-  them (task, mixture, model size, optimiser, seed, library version of this file), so a
-  second run of the chapter does not retrain. Writes are atomic (temporary file +
-  ``os.replace``), so concurrent test workers never read half a file.
+  them (task, mixture, model size, optimiser settings, seed, device type, torch version and
+  the source of ``formats.py`` and ``lm.py``), so a second run of the chapter does not
+  retrain. Writes are atomic (temporary file + ``os.replace``), so concurrent test workers
+  never read half a file.
 * :func:`rl_run` fine-tunes it with a GRPO-style loop: per step, ``batch_problems``
   held-out problems, ``group_size`` samples each, reward 1 for a correct final answer,
   and a KL penalty to the pretrained model folded into the reward,
@@ -23,6 +24,11 @@ Two pieces, after Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber"):
 
 Per step it records the share of each format (the library's classifier), pass@1, pass@k,
 maj@k and the KL to the pretrained model, as a tidy frame.
+
+Also here: :func:`sample_kv` (batched sampling with a key/value cache, the same draws as
+:func:`vanishing_tails.lm.sample`), :func:`evaluate` (pass@k / maj@k before and after RL),
+:func:`format_optimum` and :func:`bandit_pg` (the analytic companion and its oracle) and
+:func:`experiment` (the chapter's whole grid of sizes, KL strengths and seeds).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -165,9 +171,19 @@ class PretrainConfig:
         floating-point path): the checkpoint's file name."""
         d = asdict(self)
         d["size"].pop("name")  # a label, not part of the weights
-        d.update(version=CACHE_VERSION, device=str(device), torch=torch.__version__.split("+")[0])
+        d.update(version=CACHE_VERSION, device=str(device), torch=torch.__version__.split("+")[0],
+                 code=_code_digest())
         blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def _code_digest() -> str:
+    """sha256 of the source files that build the corpus and train the model (formats.py,
+    lm.py): editing either invalidates every cached checkpoint instead of serving a stale one."""
+    h = hashlib.sha256()
+    for mod in (fm, lm):
+        h.update(Path(mod.__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def default_cache_dir() -> Path:
