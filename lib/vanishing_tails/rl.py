@@ -3,7 +3,7 @@ the KL-regularised optimum.
 
 The GRPO-style training loops themselves live next to the policies they train
 (chapter 3's answer policies in this module, chapter 4's language models in
-``formats``); the two pieces every loop needs are here.
+``echo``); the two pieces every loop needs are here.
 """
 
 from __future__ import annotations
