@@ -130,3 +130,14 @@ def test_cache_key_changes_with_library_and_scale(tmp_path, monkeypatch, root):
     k1 = runner.cache_key("smoke")
     (fake / "lib" / "m.py").write_text("x = 2\n")
     assert runner.cache_key("smoke") != k1
+
+
+def test_figure_and_table_labels_are_unique_across_the_book(root):
+    """Sphinx labels are global: two chapters naming a figure alike break the strict build."""
+    import re
+
+    names = []
+    for path in [root / "intro.md", *sorted((root / "chapters").glob("*.md"))]:
+        names += re.findall(r"^:name: (\S+)", path.read_text(), flags=re.M)
+    duplicates = {n for n in names if names.count(n) > 1}
+    assert not duplicates, f"labels used twice: {sorted(duplicates)}"
