@@ -336,30 +336,6 @@ SAMPLE_METRICS = ("distinct-1", "distinct-2", "self-BLEU", "bigram entropy", "sy
                   "malformed", "length")
 
 
-def self_bleu_exact(texts: list[str]) -> float:
-    """``metrics.self_bleu(texts)`` (all hypotheses), computed once per *distinct* text.
-
-    Sentence BLEU against several references depends only on the set of distinct
-    references (clipped counts take the max over references; the brevity penalty the
-    closest length), so copies of a text share one score, and a text's references are
-    the distinct texts — without itself only when it occurs once. Equal to
-    ``metrics.self_bleu`` to floating-point precision (a unit test checks it) and much
-    faster on the repetitive samples of a tuned model.
-    """
-    import sacrebleu
-
-    texts = list(texts)
-    if len(texts) < 2:
-        raise ValueError("self_bleu needs at least two texts")
-    uniq, counts = np.unique(np.array(texts, dtype=object), return_counts=True)
-    uniq = [str(u) for u in uniq]
-    total = 0.0
-    for i, (u, c) in enumerate(zip(uniq, counts)):
-        refs = uniq if c > 1 else uniq[:i] + uniq[i + 1:]
-        total += c * sacrebleu.sentence_bleu(u, refs).score
-    return float(total / len(texts))
-
-
 def _pairs_differ(labels: np.ndarray, weight: np.ndarray | None = None) -> float:
     """Share of the n(n-1) ordered sample pairs (i != j) with different labels (x both weights)."""
     n = len(labels)
@@ -398,8 +374,7 @@ def sample_metrics(domain: Domain, prompt: int, texts: list[str], *,
     return {
         "distinct-1": metrics.distinct_n(nonempty, 1),
         "distinct-2": metrics.distinct_n(nonempty, 2),
-        "self-BLEU": (self_bleu_exact(nonempty) if self_bleu_samples is None else
-                      metrics.self_bleu(nonempty, max_samples=self_bleu_samples, seed=seed)),
+        "self-BLEU": metrics.self_bleu(nonempty, max_samples=self_bleu_samples, seed=seed),
         "bigram entropy": metrics.ngram_entropy(nonempty, 2),
         "syntactic": _pairs_differ(shp),
         "semantic": _pairs_differ(sem),
