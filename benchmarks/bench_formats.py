@@ -4,9 +4,9 @@ Prints, for the two smoke-scale model sizes of chapter 4 (``formats``):
 
 * pretraining throughput (non-PAD tokens per second of ``lm.train_lm`` on the format
   corpus, as ``echo.pretrain`` runs it);
-* sampling throughput (generated tokens per second) of ``echo.sample_kv`` (key/value
-  cache) against ``lm.sample`` (recomputes the whole prefix for each token), and their
-  ratio;
+* sampling throughput (generated tokens per second) of ``lm.sample`` (incremental
+  decoding with a key/value cache) against recomputing the whole prefix for each token
+  (``full_forward_sample`` below), and their ratio;
 * one RL step (sample a group, score, KL-shaped policy-gradient update) per second;
 * the cost of a cached ``echo.pretrain`` call against a cold one.
 
@@ -36,6 +36,16 @@ def best_of(fn, repeat=3):
     return min(times), out
 
 
+@torch.no_grad()
+def full_forward_sample(model, prefix, new, generator):
+    """The baseline: one forward pass over the whole sequence for every new token."""
+    seq = prefix
+    for _ in range(new):
+        probs = torch.softmax(model(seq)[:, -1].float(), dim=-1)
+        seq = torch.cat([seq, torch.multinomial(probs, 1, generator=generator)], dim=1)
+    return seq
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cpu")
@@ -56,12 +66,12 @@ def main() -> None:
         tokens = int((data[idx][:, 1:] != 0).sum()) / steps  # non-PAD targets per step, on average
         t_train, _ = best_of(lambda: lm.train_lm(model, data, steps=steps, batch_size=bs, seed=0), 2)
         new = task.max_completion_len
-        t_kv, s_kv = best_of(lambda: echo.sample_kv(model, prompts, new, generator=torch.Generator().manual_seed(0)))
-        t_plain, s_plain = best_of(lambda: lm.sample(model, prompts, new, generator=torch.Generator().manual_seed(0)))
+        t_kv, s_kv = best_of(lambda: lm.sample(model, prompts, new, generator=torch.Generator().manual_seed(0)))
+        t_plain, s_plain = best_of(lambda: full_forward_sample(model, prompts, new, torch.Generator().manual_seed(0)))
         gen_kv = int((s_kv[:, task.prompt_len:] != 0).sum())
         gen_plain = int((s_plain[:, task.prompt_len:] != 0).sum())
         print(f"{name:5s} ({lm.n_parameters(model):7d} params)  pretraining {steps * tokens / t_train:9.0f} tok/s  "
-              f"sampling: kv-cache {gen_kv / t_kv:9.0f} tok/s, lm.sample {gen_plain / t_plain:9.0f} tok/s, "
+              f"sampling: lm.sample (kv-cache) {gen_kv / t_kv:9.0f} tok/s, full forward {gen_plain / t_plain:9.0f} tok/s, "
               f"ratio {(gen_kv / t_kv) / (gen_plain / t_plain):4.1f}x")
         probs = fm.generate_problems(task, 240, seed=2, split="heldout")
         cfg = echo.RLConfig(beta=P["betas"][0], steps=10, batch_problems=P["batch_problems"],

@@ -25,8 +25,8 @@ Two pieces, after Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber"):
 Per step it records the share of each format (the library's classifier), pass@1, pass@k,
 maj@k and the KL to the pretrained model, as a tidy frame.
 
-Also here: :func:`sample_kv` (batched sampling with a key/value cache, the same draws as
-:func:`vanishing_tails.lm.sample`), :func:`evaluate` (pass@k / maj@k before and after RL),
+Sampling is :func:`vanishing_tails.lm.sample` (the transformer decodes with a key/value
+cache). Also here: :func:`evaluate` (pass@k / maj@k before and after RL),
 :func:`format_optimum` and :func:`bandit_pg` (the analytic companion and its oracle) and
 :func:`experiment` (the chapter's whole grid of sizes, KL strengths and seeds).
 """
@@ -52,77 +52,6 @@ from .metrics import pass_at_k
 from .rl import group_advantages, kl_regularised_optimum
 
 CACHE_ENV = "VANISHING_TAILS_CACHE"
-
-
-# ---------------------------------------------------------------------- fast sampling
-def _layer_step(layer, x, cache_k, cache_v, n_heads):
-    """One pre-norm TransformerEncoderLayer on new positions ``x`` [B, T, d] with a KV cache."""
-    B, T, d = x.shape
-    h = layer.norm1(x)
-    qkv = F.linear(h, layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias)
-    q, k, v = qkv.split(d, dim=-1)
-    hd = d // n_heads
-    q = q.view(B, T, n_heads, hd).transpose(1, 2)
-    k = k.view(B, T, n_heads, hd).transpose(1, 2)
-    v = v.view(B, T, n_heads, hd).transpose(1, 2)
-    if cache_k is not None:
-        k = torch.cat([cache_k, k], dim=2)
-        v = torch.cat([cache_v, v], dim=2)
-    att = F.scaled_dot_product_attention(q, k, v, is_causal=cache_k is None)
-    att = att.transpose(1, 2).reshape(B, T, d)
-    x = x + layer.self_attn.out_proj(att)
-    x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
-    return x, k, v
-
-
-@torch.no_grad()
-def sample_kv(model: lm.TinyTransformer, prefix: torch.Tensor, max_new_tokens: int, *,
-              generator: torch.Generator, temperature: float = 1.0, eos_id: int = 2,
-              pad_id: int = 0) -> torch.Tensor:
-    """:func:`vanishing_tails.lm.sample` for a TinyTransformer, with a key/value cache.
-
-    Same contract and the same draws (softmax on the CPU, one ``torch.multinomial`` per
-    position with ``generator``); each new token costs one position instead of a
-    forward pass over the whole sequence. The logits agree with ``model(tokens)`` to
-    float rounding (tested), so the samples agree with ``lm.sample`` except on the rare
-    draw that lands on a rounding boundary.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    model.eval()
-    device = next(model.parameters()).device
-    prefix = prefix.to(device)
-    B, P = prefix.shape
-    if P + max_new_tokens > model.max_len:
-        raise ValueError(f"prefix + max_new_tokens = {P + max_new_tokens} exceeds max_len {model.max_len}")
-    layers = list(model.blocks.layers)
-    n_heads = layers[0].self_attn.num_heads
-    caches: list[tuple] = [(None, None)] * len(layers)
-    x = model.embed(prefix) + model.pos(torch.arange(P, device=device))[None]
-    out = [prefix]
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    pos = P
-    for step in range(max_new_tokens):
-        for i, layer in enumerate(layers):
-            x, k, v = _layer_step(layer, x, *caches[i], n_heads)
-            caches[i] = (k, v)
-        logits = model.head(model.norm(x[:, -1]))
-        probs = torch.softmax(logits.float() / temperature, dim=-1).cpu()
-        nxt = torch.multinomial(probs, 1, generator=generator)[:, 0].to(device)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        out.append(nxt[:, None])
-        done = done | (nxt == eos_id)
-        if bool(done.all()) or step == max_new_tokens - 1:
-            break
-        x = model.embed(nxt[:, None]) + model.pos.weight[pos][None, None]
-        pos += 1
-    seq = torch.cat(out, dim=1)
-    if seq.shape[1] < P + max_new_tokens:
-        pad = torch.full((B, P + max_new_tokens - seq.shape[1]), pad_id, dtype=seq.dtype, device=device)
-        seq = torch.cat([seq, pad], dim=1)
-    return seq.cpu()
-
-
 
 
 # ---------------------------------------------------------------------- pretraining + cache
@@ -304,7 +233,7 @@ def draw(task: fm.Task, model, prompts: torch.Tensor, truth: np.ndarray, group: 
          generator: torch.Generator, temperature: float = 1.0) -> Samples:
     """``group`` samples per prompt (contiguous), classified and checked."""
     rep = prompts.repeat_interleave(group, 0)
-    seq = sample_kv(model, rep, task.max_completion_len, generator=generator,
+    seq = lm.sample(model, rep, task.max_completion_len, generator=generator,
                     temperature=temperature, eos_id=task.vocab.eos_id, pad_id=task.vocab.pad_id)
     comp = seq[:, task.prompt_len:]
     ans = fm.extract_answers(task, comp)
