@@ -6,6 +6,9 @@ Seeds here are fresh (never used while the chapter was written).
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -16,6 +19,7 @@ from scipy import stats
 from vanishing_tails import collapse, data
 from vanishing_tails.families import FAMILIES, charlm, check_family, mixture, seeded_fit, vae
 from vanishing_tails.families import tale_of_tails as tot
+from vanishing_tails.runner import run_chapter
 from vanishing_tails.specs.ch02_model_families import SPEC
 
 FRESH = 9173
@@ -244,6 +248,8 @@ def test_bad_input_raises_naming_the_parameter(call, match):
     (dict(vae_n=5), "vae_n"),
     (dict(tale_k=30000), "tale_k"),
     (dict(device="tpu"), "device"),
+    (dict(families=["gmm"]), "families"),
+    (dict(families=[]), "families"),
 ])
 def test_spec_refuses_bad_parameters(overrides, name):
     with pytest.raises(ValueError, match=name):
@@ -254,3 +260,31 @@ def test_families_listed():
     assert FAMILIES == ("mixture", "vae", "charlm", "tale_of_tails")
     for f in FAMILIES:
         assert check_family(f) == f
+
+
+def test_families_parameter_uses_the_one_vocabulary():
+    param = SPEC.param("families")
+    assert param.choices == FAMILIES
+    assert SPEC.resolve(scale="smoke")["families"] == list(FAMILIES)  # default: all four
+
+
+def test_unknown_family_refused_by_the_runner_before_a_kernel_starts():
+    out = subprocess.run([sys.executable, "-m", "vanishing_tails", "run", "families", "-p", "families", "[gmm]"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    err = out.stderr.strip()
+    assert "parameter 'families'" in err and "gmm" in err and err.count("\n") == 0, err
+
+
+@pytest.mark.chapter
+def test_chapter_runs_one_family_with_only_its_claims(tmp_path):
+    """The chapter with families = [tale_of_tails]: only the memoriser's figures, values and claims."""
+    params = SPEC.resolve(scale="smoke", seed=FRESH, families=["tale_of_tails"])
+    run_chapter(SPEC, params, tmp_path, progress=False)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["parameters"]["families"] == ["tale_of_tails"]
+    ids = [c["id"] for c in saved["claims"]]
+    assert len(ids) == 6 and all(i.startswith("tale-") for i in ids), ids
+    assert all(c["holds"] for c in saved["claims"]), saved["claims"]
+    assert saved["figures"] == ["fig-real-worth", "fig-tale"]
+    assert not [k for k in saved["values"] if k.startswith(("gmm-", "vae-", "lm-"))]

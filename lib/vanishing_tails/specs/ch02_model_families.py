@@ -1,5 +1,6 @@
 """Chapter 2, "Every model family forgets its tails": parameters and presets."""
 
+from ..families import FAMILIES
 from ..scales import ChapterSpec, Param, common_params
 
 
@@ -23,6 +24,9 @@ SPEC = ChapterSpec(
     checks=(_check,),
     params=(
         *common_params({"smoke": 16, "book": 32, "full": 64}),
+        Param("families", "str_list", list(FAMILIES),
+              "model families to run (their experiments, figures and claims); "
+              "'What real data is worth' compares the selected ones", choices=FAMILIES),
         # --- Gaussian mixture
         Param("gmm_n", "int", {"smoke": 250, "book": 250, "full": 1000},
               "points per generation for the Gaussian mixture", low=30, high=1_000_000),
