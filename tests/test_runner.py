@@ -141,3 +141,27 @@ def test_figure_and_table_labels_are_unique_across_the_book(root):
         names += re.findall(r"^:name: (\S+)", path.read_text(), flags=re.M)
     duplicates = {n for n in names if names.count(n) > 1}
     assert not duplicates, f"labels used twice: {sorted(duplicates)}"
+
+
+def test_book_cache_is_cleared_and_pages_rebuilt_when_the_library_changes(tmp_path, monkeypatch):
+    fake = tmp_path / "book"
+    (fake / "chapters").mkdir(parents=True)
+    (fake / "lib").mkdir()
+    (fake / "lib" / "m.py").write_text("x = 1\n")
+    monkeypatch.setenv("VANISHING_TAILS_ROOT", str(fake))
+    calls = []
+    monkeypatch.setattr(runner.subprocess, "call", lambda cmd, env: calls.append((cmd, env)) or 0)
+
+    assert runner.build_book("smoke", strict=True) == 0
+    cmd, env = calls[-1]
+    assert "--all" in cmd and "-W" in cmd and env["VANISHING_TAILS_SCALE"] == "smoke"
+    cache = fake / "_build" / ".jupyter_cache"
+    cache.mkdir()
+    runner.build_book("smoke", strict=True)
+    assert "--all" not in calls[-1][0] and cache.exists()  # nothing changed: the cache serves
+    (fake / "lib" / "m.py").write_text("x = 2\n")
+    runner.build_book("smoke", strict=True)
+    assert "--all" in calls[-1][0] and not cache.exists()  # library changed: cache cleared, all rebuilt
+    cache.mkdir()
+    runner.build_book("book", strict=True)
+    assert "--all" in calls[-1][0] and not cache.exists()  # so does a change of scale

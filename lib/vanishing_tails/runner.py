@@ -250,11 +250,14 @@ def build_book(scale: str, *, strict: bool = True, out: Path | None = None) -> i
     cache_dir = build / "_build" / ".jupyter_cache"
     key_file = build / "_build" / ".cache-key"
     key = cache_key(scale)
-    if cache_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
+    stale = not key_file.exists() or key_file.read_text() != key
+    if stale and cache_dir.exists():
         print(f"library, environment or scale changed: clearing {cache_dir}", flush=True)
         shutil.rmtree(cache_dir)
     key_file.parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(root)]
+    if stale:  # Sphinx's own environment would otherwise skip pages whose text did not change
+        cmd.append("--all")
     if out:
         cmd += ["--path-output", str(build)]
     if strict:
