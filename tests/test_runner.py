@@ -109,6 +109,9 @@ def test_read_glued_parses_values_and_figures():
                                metadata={"scrapbook": {"name": "x", "mime_prefix": prefix}}),
         nbformat.v4.new_output("display_data", data={prefix + "text/plain": "'{\"a\": 1}'"},
                                metadata={"scrapbook": {"name": "claims", "mime_prefix": prefix}}),
+        nbformat.v4.new_output("display_data", data={prefix + "text/html": "<table/>",
+                                                     prefix + "text/plain": "<Styler at 0x7f>"},
+                               metadata={"scrapbook": {"name": "claims-table", "mime_prefix": prefix}}),
         nbformat.v4.new_output("display_data", data={prefix + "image/png": "aGVsbG8=",
                                                      prefix + "image/svg+xml": "<svg/>"},
                                metadata={"scrapbook": {"name": "fig-a", "mime_prefix": prefix}}),
@@ -117,6 +120,7 @@ def test_read_glued_parses_values_and_figures():
     values, figures = runner.read_glued(nb)
     assert values["x"] == 0.25 and json.loads(values["claims"]) == {"a": 1}
     assert figures["fig-a"] == {"png": b"hello", "svg": "<svg/>"}
+    assert "claims-table" not in values and "claims-table" not in figures
 
 
 def test_cache_key_changes_with_library_and_scale(tmp_path, monkeypatch, root):

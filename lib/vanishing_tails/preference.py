@@ -414,8 +414,7 @@ def exact_metrics(domain: Domain, probs: np.ndarray, p_ref: np.ndarray, rewards:
     q = table.expected_distribution(probs, n=2)
     vmass = probs * domain.valid
     n_cls = len(domain.semantic_names)
-    per_class = np.stack([np.bincount(domain.semantic, weights=vmass[p], minlength=n_cls)
-                          for p in range(len(probs))])
+    per_class = vmass @ np.eye(n_cls)[domain.semantic]  # [prompts, classes], one product for all prompts
     win_w = win_weights(p_ref, rewards) if win_w is None else win_w
     win = (probs * win_w).sum(-1)
     extra = {} if optimum is None else {"KL to optimum": metrics.kl_divergence(probs, optimum)}
@@ -423,7 +422,7 @@ def exact_metrics(domain: Domain, probs: np.ndarray, p_ref: np.ndarray, rewards:
     def differ(labels: np.ndarray) -> np.ndarray:
         """P(two draws differ in label), the malformed mass (leak) forming one more class."""
         k = int(labels.max()) + 1
-        mass = np.stack([np.bincount(labels, weights=row, minlength=k) for row in probs])
+        mass = probs @ np.eye(k)[labels]
         return 1 - ((1 - leak)[:, None] ** 2 * mass ** 2).sum(-1) - leak ** 2
 
     return pd.DataFrame({

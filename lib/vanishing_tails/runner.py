@@ -98,6 +98,8 @@ def read_glued(nb) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
 
     A figure is ``{"png": bytes, "svg": str | None}``; scalars are parsed back from
     their ``text/plain`` form (numbers, strings, JSON blobs for parameters/claims).
+    Glued tables (anything with an HTML form) are for the book only and are skipped:
+    their plain-text form is not a value (a Styler's even holds a memory address).
     """
     values: dict[str, Any] = {}
     figures: dict[str, dict[str, Any]] = {}
@@ -116,6 +118,8 @@ def read_glued(nb) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
                     "png": base64.b64decode(data["image/png"]),
                     "svg": "".join(svg) if isinstance(svg, list) else svg,
                 }
+            elif "text/html" in data:
+                continue  # a glued table (DataFrame/Styler): shown in the book, not a value
             elif "text/plain" in data:
                 text = data["text/plain"]
                 try:
@@ -206,7 +210,6 @@ def run_chapter(spec: ChapterSpec, params: dict[str, Any], out_dir: Path, *,
             _atomic_write(out_dir / f"{name}.svg", fig["svg"])
     parameters = values.pop(PARAMETERS_KEY, None)
     claims = values.pop(CLAIMS_KEY, None)
-    values.pop("claims-table", None)
     results = {
         "chapter": spec.stem,
         "parameters": json.loads(parameters) if isinstance(parameters, str) else params,
