@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from timing import best_of
-from vanishing_tails import collapse, data
+from vanishing_tails.core import collapse, data
 
 
 

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
-from vanishing_tails import lm
-from vanishing_tails.families import charlm, mixture, vae
+from vanishing_tails.core import lm
+from vanishing_tails.experiments.families import charlm, mixture, vae
 
 
 def rate(fn, units: float, repeat: int = 3) -> float:

@@ -22,9 +22,10 @@ import time
 import numpy as np
 import torch
 
-from vanishing_tails import echo, lm
-from vanishing_tails import formats as fm
-from vanishing_tails.specs.ch04_one_format_wins import SPEC
+from vanishing_tails.core import lm
+from vanishing_tails.experiments.formats import echo
+from vanishing_tails.experiments.formats import task as fm
+from vanishing_tails.experiments.formats.spec import SPEC
 
 
 def best_of(fn, repeat=3):

@@ -19,8 +19,8 @@ import time
 import numpy as np
 import torch
 
-from vanishing_tails import domains as D
-from vanishing_tails import preference as pf
+from vanishing_tails.experiments.preference import domains as D
+from vanishing_tails.experiments.preference import tuning as pf
 
 
 def timed(fn, *args, **kw):

@@ -13,7 +13,7 @@ import argparse
 import time
 
 from timing import best_of
-from vanishing_tails import answer_policies as ap
+from vanishing_tails.experiments.sharpening import policies as ap
 
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vanishing_tails.runner import build_book
-from vanishing_tails.specs import all_specs
+from vanishing_tails.book.runner import build_book
+from vanishing_tails.book.registry import all_specs
 
 
 @pytest.mark.book

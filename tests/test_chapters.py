@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from vanishing_tails.runner import run_chapter
-from vanishing_tails.specs import all_specs
+from vanishing_tails.book.runner import run_chapter
+from vanishing_tails.book.registry import all_specs
 
 SEEDS = (11, 23)
 SPECS = all_specs()

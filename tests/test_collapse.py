@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vanishing_tails import collapse, data, metrics
+from vanishing_tails.core import collapse, data, metrics
 
 FRESH = 90210  # a seed no chapter uses
 

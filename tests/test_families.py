@@ -16,11 +16,13 @@ import pytest
 import torch
 from scipy import stats
 
-from vanishing_tails import collapse, data
-from vanishing_tails.families import FAMILIES, charlm, check_family, mixture, seeded_fit, vae
-from vanishing_tails.families import tale_of_tails as tot
-from vanishing_tails.runner import run_chapter
-from vanishing_tails.specs.ch02_model_families import SPEC
+from vanishing_tails.core import collapse, data
+from vanishing_tails.experiments.families import charlm, mixture, vae
+from vanishing_tails.experiments.families import tale_of_tails as tot
+from vanishing_tails.experiments.families.fitting import seeded_fit
+from vanishing_tails.experiments.families.spec import FAMILIES, check_family
+from vanishing_tails.book.runner import run_chapter
+from vanishing_tails.experiments.families.spec import SPEC
 
 FRESH = 9173
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from vanishing_tails import echo, lm
-from vanishing_tails import formats as fm
-from vanishing_tails.rl import kl_regularised_optimum
-from vanishing_tails.specs.ch04_one_format_wins import SPEC
+from vanishing_tails.core import lm
+from vanishing_tails.experiments.formats import echo
+from vanishing_tails.experiments.formats import task as fm
+from vanishing_tails.core.rl import kl_regularised_optimum
+from vanishing_tails.experiments.formats.spec import SPEC
 
 TASK = fm.Task()  # n_ops=2, max_value=14/19 family, drops "eats" in code
 TINY = echo.ModelSize("tiny", d_model=16, n_layers=1, n_heads=2)
@@ -140,7 +141,7 @@ def test_spec_refuses_bad_parameters(override, name):
 
 
 def test_runner_refuses_a_non_positive_kl_before_starting(capsys):
-    from vanishing_tails.runner import main
+    from vanishing_tails.book.runner import main
 
     assert main(["run", "formats", "--scale", "smoke", "-p", "betas", "[0, 0.3]"]) == 2
     assert "betas" in capsys.readouterr().err

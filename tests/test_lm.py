@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vanishing_tails import lm
+from vanishing_tails.core import lm
 
 
 @pytest.mark.parametrize("arch,sizes", [("transformer", dict(d_model=32, n_layers=2, n_heads=4, max_len=24)),

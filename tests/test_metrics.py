@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 
-from vanishing_tails import metrics
+from vanishing_tails.core import metrics
 
 weights = arrays(np.float64, st.integers(1, 40),
                  elements=st.floats(0.0, 1e3, allow_nan=False, allow_infinity=False)).filter(

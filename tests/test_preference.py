@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from vanishing_tails import domains as D
-from vanishing_tails import metrics
-from vanishing_tails import preference as pf
-from vanishing_tails.rl import kl_regularised_optimum
-from vanishing_tails.specs.ch05_what_the_reward_pays_for import SPEC
+from vanishing_tails.core import metrics
+from vanishing_tails.experiments.preference import domains as D
+from vanishing_tails.experiments.preference import tuning as pf
+from vanishing_tails.core.rl import kl_regularised_optimum
+from vanishing_tails.experiments.preference.spec import SPEC
 
 # ------------------------------------------------------------------ the interpreter
 
@@ -335,7 +335,7 @@ def test_spec_refuses_bad_input_naming_the_parameter():
     (["-p", "code_judge", "distinct"], "parameter 'creative_judge' must differ"),
 ])
 def test_runner_refuses_bad_input_before_a_kernel(argv, needle, monkeypatch, capsys):
-    from vanishing_tails import runner
+    from vanishing_tails.book import runner
 
     def boom(*a, **k):
         raise AssertionError("a kernel was started for bad input")

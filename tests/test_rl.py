@@ -16,9 +16,9 @@ import pytest
 import torch
 from scipy import stats
 
-from vanishing_tails import answer_policies as ap
-from vanishing_tails import metrics, rl
-from vanishing_tails.specs.ch03_sharpening_spreads import SPEC
+from vanishing_tails.core import metrics, rl
+from vanishing_tails.experiments.sharpening import policies as ap
+from vanishing_tails.experiments.sharpening.spec import SPEC
 
 
 def small_task(seed: int, **kw):

@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from vanishing_tails import runner, scales
-from vanishing_tails.specs import all_specs, find_spec
+from vanishing_tails.book import params as scales
+from vanishing_tails.book import runner
+from vanishing_tails.book.registry import all_specs, find_spec
 
 
 @pytest.fixture

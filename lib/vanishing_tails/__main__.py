@@ -1,5 +1,5 @@
-"""``python -m vanishing_tails``: see :mod:`vanishing_tails.runner`."""
+"""``python -m vanishing_tails``: see :mod:`vanishing_tails.book.runner`."""
 
-from .runner import main
+from .book.runner import main
 
 raise SystemExit(main())

@@ -2,8 +2,8 @@
 
 Two pieces, after Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber"):
 
-* :func:`pretrain` trains a :class:`~vanishing_tails.lm.TinyTransformer` from scratch on
-  :func:`vanishing_tails.formats.pretraining_corpus` and caches the weights under
+* :func:`pretrain` trains a :class:`~vanishing_tails.core.lm.TinyTransformer` from scratch on
+  :func:`vanishing_tails.experiments.formats.task.pretraining_corpus` and caches the weights under
   ``<build>/cache/checkpoints/<hash>.pt``, the hash taken over everything that determines
   them (task, mixture, model size, optimiser settings, seed, device type, torch version and
   the source of ``formats.py`` and ``lm.py``), so a second run of the chapter does not
@@ -16,16 +16,16 @@ Two pieces, after Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber"):
   .. math:: \\tilde r(x, y) = r(x, y) - \\beta\\,[\\log\\pi_\\theta(y\\mid x) - \\log\\pi_{\\mathrm{ref}}(y\\mid x)],
 
   with group-relative advantages :math:`A_i = \\tilde r_i - \\operatorname{mean}_g \\tilde r`
-  (:func:`vanishing_tails.rl.group_advantages`, ``normalize=False``) and the
+  (:func:`vanishing_tails.core.rl.group_advantages`, ``normalize=False``) and the
   policy-gradient loss :math:`-\\sum_i A_i \\log\\pi_\\theta(y_i\\mid x)`. Its fixed point
   is the KL-regularised optimum :math:`\\pi^*(y\\mid x)\\propto\\pi_{\\mathrm{ref}}(y\\mid x)
-  e^{r(x,y)/\\beta}` (``korbak2022kl``; :func:`vanishing_tails.rl.kl_regularised_optimum`),
+  e^{r(x,y)/\\beta}` (``korbak2022kl``; :func:`vanishing_tails.core.rl.kl_regularised_optimum`),
   whose format shares :func:`format_optimum` computes.
 
 Per step it records the share of each format (the library's classifier), pass@1, pass@k,
 maj@k and the KL to the pretrained model, as a tidy frame.
 
-Sampling is :func:`vanishing_tails.lm.sample` (the transformer decodes with a key/value
+Sampling is :func:`vanishing_tails.core.lm.sample` (the transformer decodes with a key/value
 cache). Also here: :func:`evaluate` (pass@k / maj@k before and after RL),
 :func:`format_optimum` and :func:`bandit_pg` (the analytic companion and its oracle) and
 :func:`experiment` (the chapter's whole grid of sizes, KL strengths and seeds).
@@ -46,10 +46,11 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from . import formats as fm
-from . import lm
-from .metrics import pass_at_k
-from .rl import group_advantages, kl_regularised_optimum
+from vanishing_tails.core import lm
+from vanishing_tails.core.metrics import pass_at_k
+from vanishing_tails.core.rl import group_advantages, kl_regularised_optimum
+
+from . import task as fm
 
 CACHE_ENV = "VANISHING_TAILS_CACHE"
 
@@ -149,8 +150,8 @@ def pretrain(cfg: PretrainConfig, *, cache_dir: str | Path | None | bool = None,
              device="cpu") -> tuple[lm.TinyTransformer, dict]:
     """Train ``cfg``'s model from scratch on its format mixture, or load it from the cache.
 
-    Teacher-forced next-token training (:func:`vanishing_tails.lm.train_lm`) on
-    ``cfg.n_corpus`` sequences of :func:`~vanishing_tails.formats.pretraining_corpus`.
+    Teacher-forced next-token training (:func:`vanishing_tails.core.lm.train_lm`) on
+    ``cfg.n_corpus`` sequences of :func:`~vanishing_tails.experiments.formats.task.pretraining_corpus`.
     ``cache_dir=None`` uses :func:`default_cache_dir`; ``False`` disables the cache.
     On the CPU the same ``cfg`` gives bit-identical weights (tested), so a cached
     checkpoint is exactly what retraining would give. Returns (model in eval mode,
@@ -416,7 +417,7 @@ def format_optimum(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *,
       (r=1) and wrong (r=0) sequences of format j gives
       p*_j ∝ p_ref,j (1 - a_j + a_j e^{1/beta}).
 
-    Both come from :func:`vanishing_tails.rl.kl_regularised_optimum`.
+    Both come from :func:`vanishing_tails.core.rl.kl_regularised_optimum`.
     """
     beta = check_beta(beta)
     p_ref = np.asarray(p_ref, dtype=float)

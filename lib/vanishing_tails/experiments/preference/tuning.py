@@ -2,7 +2,7 @@
 
 Chapter 5, "What the reward pays for", tunes one small reference language model with
 Direct Preference Optimisation (Rafailov et al. 2023, ``rafailov2023dpo``) in two toy
-domains (``vanishing_tails.domains``: tiny programs and one-line poems) against two
+domains (``vanishing_tails.experiments.preference.domains``: tiny programs and one-line poems) against two
 judges, and measures lexical, syntactic, semantic and *effective* semantic diversity
 (Shypula et al. 2025, ``shypula2025diversity``) before and after.
 
@@ -41,11 +41,12 @@ import torch
 from scipy import special
 from torch.nn import functional as F
 
-from . import lm, metrics
-from .domains import DOMAINS, Domain, make_domain
-from .rl import kl_regularised_optimum
+from vanishing_tails.core import lm, metrics
+from vanishing_tails.core.rl import kl_regularised_optimum
 
-JUDGES = ("correct", "distinct")
+from .domains import DOMAINS, Domain, make_domain
+from .spec import JUDGES
+
 SEP = ":"
 BREVITY = 0.05  # per token: small, so that length only breaks near-ties of validity
 
@@ -520,7 +521,7 @@ def run_experiment(*, arms=ARMS, betas=(1.0,), sweep_betas=(), sweep_arms=None, 
     * ``limits`` — the entropy limits of p* per domain, judge and prompt;
     * ``training`` — the DPO logs; ``reference`` — one row on the reference model;
     * ``top`` — the most probable outputs of the first prompt, before and after (seed 0);
-    * ``domains`` — the :class:`~vanishing_tails.domains.Domain` objects (not a frame).
+    * ``domains`` — the :class:`~vanishing_tails.experiments.preference.domains.Domain` objects (not a frame).
 
     Every arm is trained at each of ``betas``; the ``sweep_arms`` (default: each domain
     with its natural judge) also at each of ``sweep_betas``, to set trained models

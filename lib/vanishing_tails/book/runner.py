@@ -32,7 +32,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -40,10 +39,12 @@ from typing import Any
 
 import yaml
 
-from . import __version__
+from vanishing_tails import __version__
+from vanishing_tails.core import io
+
 from .notebook import CLAIMS_KEY, PARAMETERS_KEY
-from .scales import SCALES, ChapterSpec, current_scale
-from .specs import all_specs, find_spec
+from .params import SCALE_ENV, SCALES, ChapterSpec, current_scale
+from .registry import all_specs, find_spec
 
 EXIT_BAD_INPUT = 2
 PROVENANCE_PACKAGES = ("numpy", "scipy", "pandas", "torch", "scikit-learn", "seaborn", "matplotlib",
@@ -55,12 +56,11 @@ class BadInput(ValueError):
 
 
 def repo_root() -> Path:
-    """The book's root: ``$VANISHING_TAILS_ROOT``, else the checkout this package lives in."""
-    env = os.environ.get("VANISHING_TAILS_ROOT")
-    root = Path(env) if env else Path(__file__).resolve().parents[2]
-    if not (root / "chapters").is_dir():
-        raise BadInput(f"cannot find the chapters/ folder under {root}; set VANISHING_TAILS_ROOT")
-    return root
+    """The book's root (:func:`vanishing_tails.core.io.repo_root`), as BadInput when missing."""
+    try:
+        return io.repo_root()
+    except FileNotFoundError as e:
+        raise BadInput(str(e)) from None
 
 
 def chapter_path(spec: ChapterSpec) -> Path:
@@ -154,22 +154,6 @@ def provenance(wall_s: float) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, mode) as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 # ----------------------------------------------------------------------------- run
 def run_chapter(spec: ChapterSpec, params: dict[str, Any], out_dir: Path, *,
                 progress: bool = True) -> dict[str, Any]:
@@ -187,27 +171,27 @@ def run_chapter(spec: ChapterSpec, params: dict[str, Any], out_dir: Path, *,
     executed_path = out_dir / f"{spec.stem}.ipynb"
     partial = out_dir / f".{spec.stem}.running.ipynb"
     t0 = time.perf_counter()
-    env_scale = os.environ.get("VANISHING_TAILS_SCALE")
+    env_scale = os.environ.get(SCALE_ENV)
     try:
-        os.environ["VANISHING_TAILS_SCALE"] = params["scale"]
+        os.environ[SCALE_ENV] = params["scale"]
         executed = papermill.execute_notebook(
             nb, str(partial), parameters=params, kernel_name="python3", cwd=str(src.parent),
             progress_bar=progress, report_mode=False,
         )
     finally:
         if env_scale is None:
-            os.environ.pop("VANISHING_TAILS_SCALE", None)
+            os.environ.pop(SCALE_ENV, None)
         else:
-            os.environ["VANISHING_TAILS_SCALE"] = env_scale
+            os.environ[SCALE_ENV] = env_scale
     wall = time.perf_counter() - t0
     os.replace(partial, executed_path)
     if not isinstance(executed, nbformat.NotebookNode):
         executed = nbformat.read(executed_path, as_version=4)
     values, figures = read_glued(executed)
     for name, fig in figures.items():
-        _atomic_write(out_dir / f"{name}.png", fig["png"])
+        io.atomic_write(out_dir / f"{name}.png", fig["png"])
         if fig["svg"]:
-            _atomic_write(out_dir / f"{name}.svg", fig["svg"])
+            io.atomic_write(out_dir / f"{name}.svg", fig["svg"])
     parameters = values.pop(PARAMETERS_KEY, None)
     claims = values.pop(CLAIMS_KEY, None)
     results = {
@@ -218,7 +202,7 @@ def run_chapter(spec: ChapterSpec, params: dict[str, Any], out_dir: Path, *,
         "figures": sorted(figures),
         "provenance": provenance(wall),
     }
-    _atomic_write(results_path, json.dumps(results, indent=2, default=str))
+    io.atomic_write(results_path, json.dumps(results, indent=2, default=str))
     return results
 
 
@@ -265,7 +249,7 @@ def build_book(scale: str, *, strict: bool = True, out: Path | None = None) -> i
         cmd += ["--path-output", str(build)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    env = {**os.environ, "VANISHING_TAILS_SCALE": scale}
+    env = {**os.environ, SCALE_ENV: scale}
     rc = subprocess.call(cmd, env=env)
     if rc == 0:
         key_file.write_text(key)

@@ -1,6 +1,6 @@
 """Chapter 3, "Sharpening spreads": parameters and presets."""
 
-from ..scales import ChapterSpec, Param, common_params
+from ...book.params import ChapterSpec, Param, common_params
 
 
 def _check_ks(P: dict) -> None:

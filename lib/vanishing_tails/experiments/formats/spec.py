@@ -1,13 +1,11 @@
 """Chapter 4, "One format wins": parameters and presets."""
 
-from ..formats import FORMATS, VERBS
-from ..scales import ChapterSpec, Param, common_params
+from ...book.params import ChapterSpec, Param, common_params
+from .vocab import FORMATS, VERBS, check_formats, check_proportions
 
 
 def _check(P: dict) -> None:
     """Cross-parameter rules, each refused with a ValueError that names the parameter."""
-    from ..formats import check_formats, check_proportions
-
     check_formats(P["formats"], name="formats")
     check_proportions(P["proportions"], formats=P["formats"], name="proportions")
     bad = [b for b in P["betas"] if not b > 0]

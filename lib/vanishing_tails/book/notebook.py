@@ -76,3 +76,19 @@ def glue_claims(claims: list[Claim]):
     table = claims_frame(claims)
     glue(CLAIMS_TABLE_KEY, table.style.hide(axis="index"), display=False)
     return table
+
+
+def setup(spec, namespace: dict[str, Any]) -> dict[str, Any]:
+    """A chapter's one setup line: ``P = setup(SPEC, globals())``.
+
+    Resolves the parameters cell against the spec (an explicit value wins over the
+    scale's preset; the spec is the only place a default lives), glues the resolved
+    parameters for ``results.json``, and sets the book's figure theme.
+    Explained in :ref:`sec-chapter-contract`.
+    """
+    from . import plots
+
+    P = spec.resolve(namespace)
+    glue_parameters(P)
+    plots.set_theme()
+    return P

@@ -1,15 +1,7 @@
-"""Model families retrained on their own output, one module each (chapter 2, "Every model
-family forgets its tails").
+"""Fitting helpers shared by chapter 2's model families: a content hash of a data set and
+a memoised ``fit(data, rng)`` built from ``train(data, seed)``.
 
-Every family drives the same loop, :func:`vanishing_tails.collapse.recursive_fit`, with
-its own ``fit`` / ``sample`` / ``measure`` callbacks and the book's regime vocabulary
-(``replace``, ``accumulate``, ``accumulate-subsample``, ``mix`` with ``real_fraction``):
-
-* :mod:`.mixture` — 2-D Gaussian mixtures refit by scikit-learn's EM;
-* :mod:`.vae` — a small torch VAE on scikit-learn's real handwritten digits;
-* :mod:`.charlm` — a character-level GRU (:mod:`vanishing_tails.lm`) on Shakespeare;
-* :mod:`.tale_of_tails` — Dohmatob et al.'s Hutter memoriser on Zipf data, with its
-  exact expected test error.
+Explained in :ref:`chapter-model-families`.
 """
 
 from __future__ import annotations
@@ -20,15 +12,6 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
-
-FAMILIES = ("mixture", "vae", "charlm", "tale_of_tails")
-
-
-def check_family(family: str) -> str:
-    """Refuse an unknown family with a ValueError naming the parameter."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
-    return family
 
 
 def digest(data: Any) -> str:

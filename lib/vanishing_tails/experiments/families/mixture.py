@@ -4,7 +4,7 @@ The real distribution is a fixed 2-D mixture (:data:`REAL_MIXTURE`) whose smalle
 component holds 4% of the mass. Generation 0 is ``GaussianMixture`` fit by EM to ``n``
 real points; every later generation is a fresh EM fit to the data of the regime
 (as in the Gaussian-mixture experiment of Shumailov et al. 2024; the loop is
-:func:`vanishing_tails.collapse.recursive_fit`).
+:func:`vanishing_tails.core.collapse.recursive_fit`).
 
 Two tail measures, both relative to the real mixture p0 and estimated by Monte Carlo
 with ``n_measure`` draws from the fitted model:
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .. import collapse
+from vanishing_tails.core import collapse
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def mixture_chains(
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
     """Refit a ``n_components`` Gaussian mixture (scikit-learn EM) to its own samples.
 
-    Runs :func:`~vanishing_tails.collapse.recursive_fit` once with ``chains`` batched
+    Runs :func:`~vanishing_tails.core.collapse.recursive_fit` once with ``chains`` batched
     chains. Each generation draws ``n`` points ``[chains, n, 2]`` from the previous fits
     (own numpy sampler, seeded by the loop's ``rng``), fits a fresh ``GaussianMixture``
     per chain (k-means initialisation, ``random_state`` drawn from ``rng``) and measures

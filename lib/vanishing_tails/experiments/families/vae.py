@@ -1,6 +1,6 @@
 """A small variational autoencoder retrained on its own samples of real handwriting: chapter 2, section 2.
 
-Real data: scikit-learn's bundled 8x8 digits (:func:`vanishing_tails.data.digits`,
+Real data: scikit-learn's bundled 8x8 digits (:func:`vanishing_tails.core.data.digits`,
 Alpaydin & Kaynak 1998), made *imbalanced* so that some digits are rare events: in
 each chain the ten classes get a random order and shares w_r proportional to
 ``class_decay ** r`` (rank r = 0..9), so with the default 0.7 the rarest three classes
@@ -11,7 +11,7 @@ latent -> h -> 64 grey levels g(z) = sigmoid(f(z)), a Gaussian likelihood
 N(x; g(z), decoder_sd^2 I). Loss per image (the negative ELBO up to a constant):
 |x - g(z)|^2 / (2 decoder_sd^2) + KL(N(mu, s^2) || N(0, I)). A generated image is the
 decoder's mean g(z) at z ~ N(0, I) (pixel noise is not added). Each generation is trained from a fresh
-initialisation on the data of the regime (:func:`vanishing_tails.collapse.recursive_fit`).
+initialisation on the data of the regime (:func:`vanishing_tails.core.collapse.recursive_fit`).
 
 All ``chains`` VAEs train at once: every weight has a leading chain axis and the
 layers are batched matrix products, so C chains cost about as much as one on a CPU.
@@ -36,8 +36,9 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from .. import collapse, data, lm, metrics
-from . import seeded_fit
+from vanishing_tails.core import collapse, data, lm, metrics
+
+from .fitting import seeded_fit
 
 
 @lru_cache(maxsize=1)

@@ -14,11 +14,11 @@ answer is a tail answer whose base probability is about ``p_unsolved``. Some pro
 each kind are held out and never trained on.
 
 Training is GRPO-style (Shao et al. 2024): a group of G answers per training problem,
-outcome reward 1/0, group-relative advantages (:func:`vanishing_tails.rl.group_advantages`),
+outcome reward 1/0, group-relative advantages (:func:`vanishing_tails.core.rl.group_advantages`),
 one on-policy Adam step per batch — batched over seeds, problems and group samples (one
 set of tensor ops per step, no loop over problems). Exploration arms add the historical
 (UCB count) bonus or the batch repetition penalty of Song, Kempe & Munos 2025
-(:func:`vanishing_tails.rl.ucb_bonus`, :func:`vanishing_tails.rl.batch_repetition_penalty`),
+(:func:`vanishing_tails.core.rl.ucb_bonus`, :func:`vanishing_tails.core.rl.batch_repetition_penalty`),
 or an entropy bonus; the *tabular* control trains ``theta`` only (no shared parameters).
 
 Every tensor carries a leading seed axis ``S``: independent tasks and policies, trained in
@@ -37,9 +37,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import metrics
-from .lm import resolve_device
-from .rl import batch_repetition_penalty, group_advantages, policy_gradient_loss, ucb_bonus
+from vanishing_tails.core import metrics
+from vanishing_tails.core.lm import resolve_device
+from vanishing_tails.core.rl import batch_repetition_penalty, group_advantages, policy_gradient_loss, ucb_bonus
 
 __all__ = [
     "GROUPS",

@@ -20,7 +20,7 @@ Each domain also carries a *prior* over outputs, ``prior[p, y]``: a Zipf-like
 preference for some tokens, clichés (``grey sea``, ``silver moon``, ``x + 1``), and a
 length distribution, reweighted so that a chosen share ``valid_share`` of each
 prompt's mass is valid. The reference model of chapter 5 is pretrained on a corpus
-drawn from it (``vanishing_tails.preference.reference_corpus``).
+drawn from it (``vanishing_tails.experiments.preference.tuning.reference_corpus``).
 
 Because the output space is enumerable, every distribution over it — the reference
 model's, a tuned model's, the KL-regularised optimum p* ∝ p_ref exp(r/β) — can be

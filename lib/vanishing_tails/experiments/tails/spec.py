@@ -1,6 +1,6 @@
 """Chapter 1, "Tails vanish first": parameters and presets."""
 
-from ..scales import ChapterSpec, Param, common_params
+from ...book.params import ChapterSpec, Param, common_params
 
 SPEC = ChapterSpec(
     stem="01_tails_vanish_first",

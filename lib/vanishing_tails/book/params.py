@@ -1,7 +1,7 @@
 """Scales, parameter declarations and validation: the chapter contract's first clause.
 
 Every chapter declares its parameters once, as a :class:`ChapterSpec` in
-``vanishing_tails.specs.<module>``. The same declaration serves three readers:
+``vanishing_tails.book.registry.<module>``. The same declaration serves three readers:
 
 * the chapter's own notebook, whose ``parameters`` cell lists the names with
   ``None`` meaning "take the preset of the current scale", and which calls

@@ -17,7 +17,7 @@ restores the fall, with T effectively replaced by pi T for the tail.
 
 :func:`simulate_error` checks (1) by simulation (counts grow by multinomial increments
 along the T grid, vectorised over chains). :func:`hutter_chains` runs the memoriser
-through the book's recursive loop (:func:`vanishing_tails.collapse.recursive_fit`):
+through the book's recursive loop (:func:`vanishing_tails.core.collapse.recursive_fit`):
 each generation's model generates from its own empirical distribution with the tail
 cut at its ``k`` most frequent items, and the next memoriser trains on that.
 """
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import collapse
+from vanishing_tails.core import collapse
 
 
 def zipf(n_items: int, beta: float) -> np.ndarray:

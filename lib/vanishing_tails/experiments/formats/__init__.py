@@ -1,0 +1,2 @@
+"""Chapter 4, "One format wins": its spec, the format task (:mod:`.task`, :mod:`.vocab`) and
+pretraining and RL on tiny transformers (:mod:`.echo`)."""

@@ -1,0 +1,1 @@
+"""Chapter 3, "Sharpening spreads": its spec and the answer policies (:mod:`.policies`)."""
