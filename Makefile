@@ -1,17 +1,20 @@
 # Vanishing Tails — the two commands a reader needs:
 #   make book   build the HTML book at the `book` scale into _build/html
-#   make test   the whole test suite (library, chapters through papermill at `smoke`, strict book build)
+#   make test   lint (ruff) and the whole test suite (library, chapters through papermill at `smoke`,
+#               null controls, strict book build)
 # Both create .venv and install the pinned environment (constraints.txt) first.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SCALE  ?= book
+# The scale: an explicit SCALE=... wins, else $$VANISHING_TAILS_SCALE, else book (the runner's rule).
+SCALE  ?=
+SCALE_ARG := $(if $(SCALE),--scale $(SCALE))
 # One BLAS/torch thread per process: the test suite runs two workers on two cores.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 
-.PHONY: book test install reproduce list bench clean
+.PHONY: book test lint install reproduce list bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,14 +26,19 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m vanishing_tails book --scale $(SCALE)
-	@echo "open _build/html/index.html"
+	$(PY) -m vanishing_tails book $(SCALE_ARG)
 
-test: $(STAMP)
+# ruff on the library, tests and benchmarks, and on every chapter's code cells.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check lib tests benchmarks
+	$(VENV)/bin/ruff format --check lib tests benchmarks
+	$(PY) -m vanishing_tails.book.lint
+
+test: lint
 	$(TEST_ENV) $(PY) -m pytest -n 2 --dist loadgroup -q
 
 reproduce: $(STAMP)
-	$(PY) -m vanishing_tails reproduce --scale $(SCALE)
+	$(PY) -m vanishing_tails reproduce $(SCALE_ARG)
 
 list: $(STAMP)
 	$(PY) -m vanishing_tails list

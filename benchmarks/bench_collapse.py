@@ -8,12 +8,10 @@ calls of the same total size; ``categorical_chains`` likewise against a bare
 
 from __future__ import annotations
 
-
 import numpy as np
-
 from timing import best_of
-from vanishing_tails.core import collapse, data
 
+from vanishing_tails.core import collapse, data
 
 
 def main() -> None:
@@ -27,8 +25,10 @@ def main() -> None:
 
     t_bare = best_of(bare_normal)
     t_eng = best_of(lambda: collapse.gaussian_chains(n, generations, chains, regime="replace", seed=0))
-    print(f"gaussian_chains   {draws:.1e} draws: engine {t_eng:6.2f} s, bare standard_normal {t_bare:6.2f} s, "
-          f"rate ratio {t_bare / t_eng:.2f} (target >= 0.5)")
+    print(
+        f"gaussian_chains   {draws:.1e} draws: engine {t_eng:6.2f} s, bare standard_normal {t_bare:6.2f} s, "
+        f"rate ratio {t_bare / t_eng:.2f} (target >= 0.5)"
+    )
 
     p0 = data.english_word_frequencies(20_000)["p"].to_numpy()
     m, wg, wc = 100_000, 30, 48
@@ -40,8 +40,10 @@ def main() -> None:
 
     t_bare = best_of(bare_multinomial)
     t_eng = best_of(lambda: collapse.categorical_chains(p0, m, wg, wc, regime="replace", seed=0))
-    print(f"categorical_chains {wc}x{wg} multinomials over {p0.size} words, m={m}: engine {t_eng:6.2f} s, "
-          f"bare multinomial {t_bare:6.2f} s, rate ratio {t_bare / t_eng:.2f} (target >= 0.5)")
+    print(
+        f"categorical_chains {wc}x{wg} multinomials over {p0.size} words, m={m}: engine {t_eng:6.2f} s, "
+        f"bare multinomial {t_bare:6.2f} s, rate ratio {t_bare / t_eng:.2f} (target >= 0.5)"
+    )
 
 
 if __name__ == "__main__":

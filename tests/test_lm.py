@@ -8,8 +8,10 @@ import torch
 from vanishing_tails.core import lm
 
 
-@pytest.mark.parametrize("arch,sizes", [("transformer", dict(d_model=32, n_layers=2, n_heads=4, max_len=24)),
-                                        ("gru", dict(d_hidden=32, n_layers=2))])
+@pytest.mark.parametrize(
+    "arch,sizes",
+    [("transformer", dict(d_model=32, n_layers=2, n_heads=4, max_len=24)), ("gru", dict(d_hidden=32, n_layers=2))],
+)
 def test_incremental_logits_equal_the_full_forward_pass(arch, sizes):
     model = lm.build_model(arch, 11, seed=3, **sizes).eval()
     tokens = torch.randint(0, 11, (5, 20), generator=torch.Generator().manual_seed(0))
@@ -32,7 +34,7 @@ def test_sample_is_deterministic_pads_after_eos_and_respects_max_len():
     for row in a:
         eos = (row == 2).nonzero()
         if len(eos):
-            assert (row[eos[0, 0] + 1:] == 0).all()
+            assert (row[eos[0, 0] + 1 :] == 0).all()
     with pytest.raises(ValueError, match="max_len"):  # a prefix longer than the model's positions
         model.init_state(torch.ones((1, 13), dtype=torch.long))
     _, state = model.init_state(torch.ones((1, 12), dtype=torch.long))

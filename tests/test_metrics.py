@@ -14,9 +14,9 @@ from scipy import stats
 
 from vanishing_tails.core import metrics
 
-weights = arrays(np.float64, st.integers(1, 40),
-                 elements=st.floats(0.0, 1e3, allow_nan=False, allow_infinity=False)).filter(
-    lambda w: w.sum() > 1e-9)
+weights = arrays(
+    np.float64, st.integers(1, 40), elements=st.floats(0.0, 1e3, allow_nan=False, allow_infinity=False)
+).filter(lambda w: w.sum() > 1e-9)
 
 
 @given(weights)
@@ -80,8 +80,14 @@ def test_distinct_n_and_ngram_entropy_by_hand():
 
 def test_self_bleu_identical_vs_disjoint():
     same = metrics.self_bleu(["the cat sat on the mat"] * 4)
-    different = metrics.self_bleu(["the cat sat on the mat", "dogs run far away quickly",
-                                   "blue skies over green hills", "one two three four five"])
+    different = metrics.self_bleu(
+        [
+            "the cat sat on the mat",
+            "dogs run far away quickly",
+            "blue skies over green hills",
+            "one two three four five",
+        ]
+    )
     assert same == pytest.approx(100.0)
     assert different < 5.0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -9,26 +10,37 @@ import pandas as pd
 import pytest
 import torch
 
-from vanishing_tails.core import metrics
-from vanishing_tails.experiments.preference import domains as D
-from vanishing_tails.experiments.preference import tuning as pf
+from vanishing_tails.core import domains as D
+from vanishing_tails.core import lm, metrics
+from vanishing_tails.core.checks import check_beta
 from vanishing_tails.core.rl import kl_regularised_optimum
-from vanishing_tails.experiments.preference.spec import SPEC
+from vanishing_tails.experiments.preference import tuning as pf
+from vanishing_tails.experiments.preference.spec import ARCHS, JUDGES, SPEC
 
 # ------------------------------------------------------------------ the interpreter
 
 
-@pytest.mark.parametrize("program, x, value", [
-    ("x", 3, 3), ("2", 0, 2), ("x + 1", 2, 3), ("x * 2 + 1", 2, 5), ("1 + 2 * x", 3, 7),
-    ("x * x * x", 3, 27), ("3 - x - 1", 1, 1), ("2 - 3", 0, -1), ("x - 2 * x", 4, -4),
-    ("3 * x - x * 2", 2, 2), ("1 + 1 + 1", 9, 3),
-])
+@pytest.mark.parametrize(
+    "program, x, value",
+    [
+        ("x", 3, 3),
+        ("2", 0, 2),
+        ("x + 1", 2, 3),
+        ("x * 2 + 1", 2, 5),
+        ("1 + 2 * x", 3, 7),
+        ("x * x * x", 3, 27),
+        ("3 - x - 1", 1, 1),
+        ("2 - 3", 0, -1),
+        ("x - 2 * x", 4, -4),
+        ("3 * x - x * 2", 2, 2),
+        ("1 + 1 + 1", 9, 3),
+    ],
+)
 def test_interpreter_on_known_programs(program, x, value):
     assert D.run_program(program, x) == value
 
 
-@pytest.mark.parametrize("program", ["", "x +", "+ x", "x x", "x + + 1", "x / 2", "y", "x + a",
-                                     "( x )"])
+@pytest.mark.parametrize("program", ["", "x +", "+ x", "x x", "x + + 1", "x / 2", "y", "x + a", "( x )"])
 def test_interpreter_refuses_malformed_programs(program):
     assert D.run_program(program, 1) is None
 
@@ -40,7 +52,7 @@ def test_interpreter_agrees_with_python_on_every_program():
 
 
 def test_code_domain_structure():
-    d = D.code_domain(6)
+    d = D.code_domain(6, 0.5)
     assert d.n_outputs == 4 + 48 + 576 == len(set(d.outputs))
     assert d.valid.shape == d.prior.shape == (6, d.n_outputs)
     np.testing.assert_allclose(d.prior.sum(-1), 1)
@@ -57,7 +69,7 @@ def test_code_domain_structure():
 
 
 def test_creative_domain_structure():
-    d = D.creative_domain(6, valid_share=0.3)
+    d = D.creative_domain(6, 0.3)
     assert d.n_outputs == 5 * 6 * 4 * 13 == len(set(d.outputs))
     np.testing.assert_allclose((d.prior * d.valid).sum(-1), 0.3)
     assert D.parse_line("grey sea sings under moon")["noun2"] == "moon"
@@ -73,7 +85,7 @@ def test_creative_domain_structure():
 
 def test_rewards_are_standardised_under_the_reference():
     for name in D.DOMAINS:
-        d = D.make_domain(name, 3)
+        d = D.make_domain(name, 3, 0.5)
         for judge in pf.JUDGES:
             r = pf.judge_rewards(d, judge, d.prior)
             np.testing.assert_allclose((d.prior * r).sum(-1), 0, atol=1e-10)
@@ -81,7 +93,7 @@ def test_rewards_are_standardised_under_the_reference():
 
 
 def test_convergent_judge_prefers_valid_then_short():
-    d = D.code_domain(6)
+    d = D.code_domain(6, 0.5)
     s = pf.judge_scores(d, "correct", d.prior)
     p = d.prompts.index("code in:2 out:4")
     i = d.index
@@ -90,7 +102,7 @@ def test_convergent_judge_prefers_valid_then_short():
 
 
 def test_distinctiveness_judge_prefers_rare_ngrams():
-    d = D.creative_domain(6)
+    d = D.creative_domain(6, 0.5)
     s = pf.judge_scores(d, "distinct", d.prior)
     p = d.prompts.index("poem sea")
     # the cliché of the corpus scores below a line made of rare pairings
@@ -105,26 +117,30 @@ def test_distinctiveness_judge_prefers_rare_ngrams():
 
 
 def test_unknown_judge_and_bad_beta_are_refused():
-    d = D.code_domain(2)
+    d = D.code_domain(2, 0.5)
     with pytest.raises(ValueError, match="judge"):
         pf.judge_scores(d, "nice", d.prior)
     for bad in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="beta"):
             pf.dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), bad)
         with pytest.raises(ValueError, match="beta"):
-            pf.check_beta(bad)
+            check_beta(bad)
     with pytest.raises(ValueError, match="betas"):
         pf.optimum_curve(d, d.prior, pf.judge_rewards(d, "correct", d.prior), [1.0, 0.0])
     with pytest.raises(ValueError, match="judge"):
-        pf.run_experiment(arms=[("code", "nice")])
+        pf.run_experiment(seed=0, **{**TINY, "arms": [("code", "nice")]})
     with pytest.raises(ValueError, match="domain"):
-        pf.run_experiment(arms=[("prose", "correct")])
+        pf.run_experiment(seed=0, **{**TINY, "arms": [("prose", "correct")]})
+    with pytest.raises(ValueError, match="judge_scale"):
+        pf.run_experiment(seed=0, **{**TINY, "judge_scale": -1.0})
+    with pytest.raises(ValueError, match="beta"):
+        pf.run_experiment(seed=0, **{**TINY, "beta": float("inf")})
 
 
 @pytest.mark.parametrize("maker", [D.code_domain, D.creative_domain])
 def test_empty_domain_is_refused(maker):
     with pytest.raises(ValueError, match="n_prompts"):
-        maker(0)
+        maker(0, 0.5)
     with pytest.raises(ValueError, match="valid_share"):
         maker(2, valid_share=1.0)
     with pytest.raises(ValueError, match="arms"):
@@ -136,8 +152,7 @@ def test_empty_domain_is_refused(maker):
 
 def test_dpo_loss_matches_a_hand_computation():
     # margin = beta * ((pc - rc) - (pr - rr)) = 0.5 * ((-1 + 1.5) - (-2 + 1)) = 0.75
-    loss = pf.dpo_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), torch.tensor([-1.5]),
-                       torch.tensor([-1.0]), 0.5)
+    loss = pf.dpo_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), torch.tensor([-1.5]), torch.tensor([-1.0]), 0.5)
     assert math.isclose(float(loss), math.log1p(math.exp(-0.75)), rel_tol=1e-6)
     # at the reference the loss is log 2 and its gradient pushes chosen up, rejected down
     pc = torch.tensor([-3.0], requires_grad=True)
@@ -158,16 +173,16 @@ def test_population_dpo_minimiser_is_the_kl_regularised_optimum():
     log_ref = torch.tensor(np.log(p_ref))
     w = torch.tensor(np.outer(p_ref, p_ref) / (1 + np.exp(-(r[:, None] - r[None, :]))))  # P(i wins j)
     logits = torch.zeros(K, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([logits], lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [logits], lr=1, max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         opt.zero_grad()
         lp = torch.log_softmax(logits, 0)
         li = lp[:, None].expand(K, K)
         lj = lp[None, :].expand(K, K)
-        loss = (w * pf.dpo_loss(li, lj, log_ref[:, None].expand(K, K), log_ref[None, :].expand(K, K),
-                                beta)).sum()
+        loss = (w * pf.dpo_loss(li, lj, log_ref[:, None].expand(K, K), log_ref[None, :].expand(K, K), beta)).sum()
         loss.backward()
         return loss
 
@@ -193,7 +208,7 @@ def test_preference_labels_follow_bradley_terry():
 
 def test_optimum_entropy_limits():
     """beta -> inf: H(p_ref); beta -> 0: H(p_ref | argmax r) (= log|A| when p_ref is flat on A)."""
-    d = D.code_domain(4)
+    d = D.code_domain(4, 0.5)
     rng = np.random.default_rng(11)
     p_ref = rng.dirichlet(np.ones(d.n_outputs), size=d.n_prompts)
     for judge in pf.JUDGES:
@@ -216,7 +231,7 @@ def test_optimum_entropy_limits():
 
 
 def test_convergent_optimum_entropy_falls_monotonically():
-    d = D.code_domain(6)
+    d = D.code_domain(6, 0.5)
     r = pf.judge_rewards(d, "correct", d.prior)
     curve = pf.optimum_curve(d, d.prior, r, np.geomspace(0.05, 20, 15))
     h = curve.groupby("beta")["entropy"].mean().to_numpy()
@@ -225,7 +240,7 @@ def test_convergent_optimum_entropy_falls_monotonically():
 
 
 def test_exact_metrics_of_the_reference():
-    d = D.creative_domain(3)
+    d = D.creative_domain(3, 0.5)
     r = pf.judge_rewards(d, "distinct", d.prior)
     ex = pf.exact_metrics(d, d.prior, d.prior, r, optimum=d.prior)
     np.testing.assert_allclose(ex["win rate"], 0.5, atol=1e-12)  # a model against itself
@@ -236,16 +251,20 @@ def test_exact_metrics_of_the_reference():
 
 def test_sample_metrics_estimate_the_exact_pair_probabilities():
     """Oracle: pair shares over samples are unbiased for the exact two-draw probabilities."""
-    d = D.code_domain(1)
+    d = D.code_domain(1, 0.5)
     p = d.prior
     ex = pf.exact_metrics(d, p, p, pf.judge_rewards(d, "correct", p)).iloc[0]
     rng = np.random.default_rng(5)
-    reps = [pf.sample_metrics(d, 0, [d.outputs[i] for i in rng.choice(d.n_outputs, 40, p=p[0])])
-            for _ in range(300)]
+    reps = [
+        pf.sample_metrics(d, 0, [d.outputs[i] for i in rng.choice(d.n_outputs, 40, p=p[0])], seed=0) for _ in range(300)
+    ]
     reps = pd.DataFrame(reps)
-    for sample_name, exact_name in [("effective semantic", "effective semantic (exact)"),
-                                    ("semantic", "semantic (exact)"), ("syntactic", "syntactic (exact)"),
-                                    ("pass rate", "pass rate (exact)")]:
+    for sample_name, exact_name in [
+        ("effective semantic", "effective semantic (exact)"),
+        ("semantic", "semantic (exact)"),
+        ("syntactic", "syntactic (exact)"),
+        ("pass rate", "pass rate (exact)"),
+    ]:
         z = (reps[sample_name].mean() - ex[exact_name]) / (reps[sample_name].std() / math.sqrt(len(reps)))
         assert abs(z) < 4, (sample_name, z)
 
@@ -254,36 +273,93 @@ def test_self_bleu_on_tuned_samples_equals_scoring_every_text():
     import sacrebleu
 
     rng = np.random.default_rng(2)
-    d = D.creative_domain(1)
+    d = D.creative_domain(1, 0.5)
     texts = [d.outputs[i] for i in rng.choice(d.n_outputs, 30, p=d.prior[0])]
     for sample in (texts, ["a b c", "a b c", "d e"]):
-        brute = np.mean([sacrebleu.sentence_bleu(t, sample[:i] + sample[i + 1:]).score
-                         for i, t in enumerate(sample)])
+        brute = np.mean([sacrebleu.sentence_bleu(t, sample[:i] + sample[i + 1 :]).score for i, t in enumerate(sample)])
         assert math.isclose(metrics.self_bleu(sample), brute, rel_tol=1e-12)
 
 
 # ------------------------------------------------------------- models and determinism
 
 
-TINY = dict(n_seeds=1, n_prompts=2, corpus_size=400, pretrain_steps=5, n_pairs=16, dpo_steps=3,
-            n_samples=6, theory_betas=[0.5, 2.0], batch_size=8)
+NATURAL = [("code", "correct"), ("creative", "distinct")]
+TINY = dict(
+    arms=pf.ARMS,
+    beta=1.0,
+    sweep_betas=[0.5],
+    sweep_arms=NATURAL,
+    n_references=1,
+    n_prompts=2,
+    valid_share=0.5,
+    corpus_size=400,
+    pretrain_steps=5,
+    n_pairs=16,
+    dpo_steps=3,
+    lr=3e-3,
+    n_samples=6,
+    judge_scale=1.0,
+    arch="gru",
+    device="cpu",
+    theory_betas=[0.5, 2.0],
+    batch_size=8,
+)
 
 
 def test_run_experiment_is_deterministic_and_tidy():
     a = pf.run_experiment(seed=3, **TINY)
     b = pf.run_experiment(seed=3, **TINY)
-    for key in ("samples", "exact", "theory", "limits", "training", "top"):
-        pd.testing.assert_frame_equal(a[key], b[key])
+    for key in ("samples", "exact", "theory", "limits", "training", "top", "reference"):
+        pd.testing.assert_frame_equal(
+            a[key].drop(columns="cpu_seconds", errors="ignore"), b[key].drop(columns="cpu_seconds", errors="ignore")
+        )
     c = pf.run_experiment(seed=4, **TINY)
     assert not a["exact"]["value"].equals(c["exact"]["value"])
     assert set(a["samples"]["stage"]) == {"before", "after"}
+    assert set(a["exact"]["stage"]) == {"before", "after", "optimum"}
     assert set(a["samples"]["metric"]) == set(pf.SAMPLE_METRICS)
     assert set(zip(a["exact"]["domain"], a["exact"]["judge"])) == set(pf.ARMS)
+    # the sweep trains the natural arms at the extra beta, exactly measured only
+    assert set(a["exact"][a["exact"].domain.eq("code") & a["exact"].judge.eq("correct")]["beta"]) == {0.5, 1.0}
+    assert set(a["exact"][a["exact"].domain.eq("code") & a["exact"].judge.eq("distinct")]["beta"]) == {1.0}
+    assert set(a["samples"]["beta"]) == {1.0}
+
+
+def test_reference_models_are_independent_replicates_named_by_their_index():
+    """Adding a reference model leaves the first one's numbers untouched (named seed streams)."""
+    one = pf.run_experiment(seed=5, **TINY)
+    two = pf.run_experiment(seed=5, **{**TINY, "n_references": 2})
+    assert sorted(two["reference"]["replicate"]) == [0, 1]
+    first = two["exact"][two["exact"].replicate == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, one["exact"])
+    second = two["exact"][two["exact"].replicate == 1].reset_index(drop=True)
+    assert not np.allclose(first["value"], second["value"])
+    ch = pf.changes(pd.concat([two["samples"], two["exact"]]))
+    assert set(ch["replicate"]) == {0, 1}
+    assert {"before", "after", "delta"} <= set(ch.columns)
+
+
+def test_a_judge_that_prefers_nothing_flips_coins_and_keeps_the_reference_optimal():
+    """The null configuration: judge_scale = 0 gives r = 0, coin-flip labels and p* = p_ref."""
+    d = D.code_domain(2, 0.5)
+    r = 0.0 * pf.judge_rewards(d, "correct", d.prior)
+    np.testing.assert_array_equal(r, 0)
+    np.testing.assert_allclose(kl_regularised_optimum(d.prior, r, 0.05), d.prior, atol=1e-12)
+    p_ref = np.array([[0.5, 0.5]])
+    pairs = pf.preference_pairs(p_ref, np.zeros((1, 2)), 40000, rng=np.random.default_rng(4))
+    share = (pairs.chosen == 0).mean()
+    assert abs(share - 0.5) < 4 * math.sqrt(0.25 / len(pairs))
+    lim = pf.optimum_limits(d.prior, r)
+    np.testing.assert_allclose(lim["entropy_beta_0"], lim["entropy_beta_inf"])  # every output ties
+    assert pf.check_judge_scale(0) == 0.0
+    for bad in (-0.5, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="judge_scale"):
+            pf.check_judge_scale(bad)
 
 
 def test_output_logprobs_are_a_subprobability_and_sampling_agrees():
-    doms = [D.make_domain(n, 1) for n in D.DOMAINS]
-    model, vocab, _ = pf.pretrain_reference(doms, corpus_size=2000, steps=60, seed=0)
+    doms = [D.make_domain(n, 1, 0.5) for n in D.DOMAINS]
+    model, vocab, _ = pf.pretrain_reference(doms, corpus_size=2000, steps=60, seed=0, arch="gru", device="cpu")
     d = doms[0]
     probs, leak = pf.restrict(pf.output_logprobs(model, vocab, d))
     assert 0 <= leak[0] < 0.5
@@ -298,13 +374,13 @@ def test_output_logprobs_are_a_subprobability_and_sampling_agrees():
 
 
 def test_dpo_moves_toward_the_judge():
-    doms = [D.make_domain(n, 2) for n in D.DOMAINS]
-    model, vocab, _ = pf.pretrain_reference(doms, corpus_size=4000, steps=150, seed=1)
+    doms = [D.make_domain(n, 2, 0.5) for n in D.DOMAINS]
+    model, vocab, _ = pf.pretrain_reference(doms, corpus_size=4000, steps=150, seed=1, arch="gru", device="cpu")
     d = doms[0]
     p_ref, _ = pf.restrict(pf.output_logprobs(model, vocab, d))
     r = pf.judge_rewards(d, "correct", p_ref)
     pairs = pf.preference_pairs(p_ref, r, 256, rng=np.random.default_rng(0))
-    policy, log = pf.train_dpo(model, vocab, d, pairs, beta=1.0, steps=60, seed=0)
+    policy, log = pf.train_dpo(model, vocab, d, pairs, beta=1.0, steps=60, lr=1e-3, seed=0)
     probs, _ = pf.restrict(pf.output_logprobs(policy, vocab, d))
     assert (probs * d.valid).sum() > (p_ref * d.valid).sum()
     assert list(log.columns) == ["step", "loss", "reward_margin", "accuracy"]
@@ -317,8 +393,15 @@ def test_dpo_moves_toward_the_judge():
 
 
 def test_spec_refuses_bad_input_naming_the_parameter():
-    for name, value in [("beta", 0), ("beta", -1.0), ("sweep_betas", [1.0, 0.0]), ("n_prompts", 0),
-                        ("code_judge", "nice"), ("creative_judge", "pretty"), ("n_samples", 1)]:
+    for name, value in [
+        ("beta", 0),
+        ("beta", -1.0),
+        ("sweep_betas", [1.0, 0.0]),
+        ("n_prompts", 0),
+        ("code_judge", "nice"),
+        ("creative_judge", "pretty"),
+        ("n_samples", 1),
+    ]:
         with pytest.raises(ValueError, match=name):
             SPEC.resolve(scale="smoke", **{name: value})
     with pytest.raises(ValueError, match="creative_judge"):
@@ -327,13 +410,16 @@ def test_spec_refuses_bad_input_naming_the_parameter():
     assert P["code_judge"] == "distinct"
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["-p", "beta", "0"], "parameter 'beta'"),
-    (["-p", "beta", "-0.5"], "parameter 'beta'"),
-    (["-p", "n_prompts", "0"], "parameter 'n_prompts'"),
-    (["-p", "code_judge", "nice"], "parameter 'code_judge'"),
-    (["-p", "code_judge", "distinct"], "parameter 'creative_judge' must differ"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["-p", "beta", "0"], "parameter 'beta'"),
+        (["-p", "beta", "-0.5"], "parameter 'beta'"),
+        (["-p", "n_prompts", "0"], "parameter 'n_prompts'"),
+        (["-p", "code_judge", "nice"], "parameter 'code_judge'"),
+        (["-p", "code_judge", "distinct"], "parameter 'creative_judge' must differ"),
+    ],
+)
 def test_runner_refuses_bad_input_before_a_kernel(argv, needle, monkeypatch, capsys):
     from vanishing_tails.book import runner
 
@@ -343,3 +429,66 @@ def test_runner_refuses_bad_input_before_a_kernel(argv, needle, monkeypatch, cap
     monkeypatch.setattr(runner, "run_chapter", boom)
     assert runner.main(["run", "preference", *argv]) == runner.EXIT_BAD_INPUT
     assert needle in capsys.readouterr().err
+
+
+def test_spec_archs_match_the_models_the_library_builds():
+    assert ARCHS == lm.ARCHS
+    assert JUDGES == pf.JUDGES
+
+
+# parameters of the engine whose meaning is a spec parameter under another name
+ALIASES = {"n_references": "n_seeds", "lr": "dpo_lr"}
+
+
+def test_no_engine_default_competes_with_the_spec():
+    """One source for every default: no public function of the package defaults a spec parameter."""
+    names = set(SPEC.names) | set(ALIASES)
+    offenders = []
+    for module in (D, pf):
+        for fname, fn in inspect.getmembers(module, inspect.isfunction):
+            if fname.startswith("_") or fn.__module__ != module.__name__:
+                continue
+            for p in inspect.signature(fn).parameters.values():
+                if p.name in names and p.default is not inspect.Parameter.empty:
+                    offenders.append(f"{module.__name__}.{fname}({p.name}={p.default!r})")
+    assert not offenders, offenders
+
+
+def test_every_public_object_links_back_to_the_chapter():
+    for module in (D, pf):
+        for name, obj in inspect.getmembers(module, lambda o: inspect.isfunction(o) or inspect.isclass(o)):
+            if name.startswith("_") or obj.__module__ != module.__name__:
+                continue
+            doc = inspect.getdoc(obj) or ""
+            assert doc.rstrip().splitlines()[-1].startswith("Explained in :ref:`sec-preference-"), name
+
+
+def test_claims_are_declared_over_reference_models_with_a_null():
+    assert SPEC.null == {"judge_scale": 0.0}
+    SPEC.resolve(scale="smoke", **SPEC.null)
+    for c in SPEC.claims:
+        assert c.unit == "reference models"
+        assert c.kind == "direction"  # every claim here can be killed by the null
+    kinds = {f"{d}_{j}_arm": "natural" for d, j in pf.ARMS}
+    for d, j in pf.ARMS:
+        statement = SPEC.claim(f"{d}-{j}-bigram").statement.format(**kinds)
+        assert "natural arm" in statement and "{" not in statement
+
+
+def test_distinctiveness_optimum_collapses_onto_its_argmax_as_beta_goes_to_zero():
+    """The beta -> 0 limit (a tautology of p* ∝ p_ref e^{r/beta}, formerly a claim): H -> H(p_ref | argmax r)."""
+    d = D.creative_domain(3, 0.5)
+    r = pf.judge_rewards(d, "distinct", d.prior)
+    lim = pf.optimum_limits(d.prior, r)
+    small = pf.optimum_curve(d, d.prior, r, [1e-3]).set_index("prompt")["entropy"]
+    np.testing.assert_allclose(small, lim["entropy_beta_0"], atol=1e-6)
+    assert (lim["entropy_beta_0"] < metrics.entropy(d.prior) - 1.0).all()  # far narrower than the reference
+
+
+def test_the_beta_to_zero_limit_can_be_wider_than_the_reference():
+    """H(p*_0) = H(p_ref | A) exceeds H(p_ref) when p_ref sits on a non-maximiser and A is large."""
+    p_ref = np.array([[0.94, 0.02, 0.02, 0.02]])
+    r = np.array([[0.0, 1.0, 1.0, 1.0]])
+    lim = pf.optimum_limits(p_ref, r)
+    assert math.isclose(float(lim["entropy_beta_0"].iloc[0]), math.log(3), rel_tol=1e-12)
+    assert float(lim["entropy_beta_0"].iloc[0]) > float(metrics.entropy(p_ref)[0])

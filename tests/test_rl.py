@@ -1,13 +1,16 @@
-"""Reward optimisation (``rl``) and chapter 3's answer policies (``answer_policies``).
+"""Reward optimisation (``core.rl``) and chapter 3's answer policies (``experiments.sharpening``).
 
 Oracles first: the pass@k formula and the expected number of distinct answers against
 simulation, the exact zero GRPO update for a group with equal rewards, and the tabular
-control leaving never-solved problems bit for bit unchanged. Seeds here are fresh
-(never used to develop the chapter).
+control leaving never-solved problems bit for bit unchanged and covering problems like a
+sampler frozen at the base. These are facts about the library (several true by
+construction), so they are tested here rather than claimed in the chapter's claims
+table. Seeds here are fresh (never used to develop the chapter).
 """
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -22,10 +25,40 @@ from vanishing_tails.experiments.sharpening.spec import SPEC
 
 
 def small_task(seed: int, **kw):
-    args = dict(n_seeds=4, n_solved=12, n_unsolved=12, n_held_out=8, n_answers=10, n_features=6,
-                n_hidden=6, seed=seed)
+    args = dict(
+        n_seeds=4,
+        n_solved=12,
+        n_unsolved=12,
+        n_held_out=8,
+        n_answers=10,
+        n_features=6,
+        n_hidden=6,
+        base_scale=2.0,
+        p_unsolved=1e-3,
+        seed=seed,
+        device="cpu",
+    )
     args.update(kw)
     return ap.make_answer_task(**args)
+
+
+def arm(name="outcome", *, ucb_c=0.0, batch_c=0.0, entropy_beta=0.0, shared=True):
+    return ap.Arm(name=name, ucb_c=ucb_c, batch_c=batch_c, entropy_beta=entropy_beta, shared=shared)
+
+
+def train(task, a, *, steps, group_size, lr, seed, eval_every=None, n_distinct=8, k_max=16, normalize=True):
+    return ap.train_answer_policy(
+        task,
+        a,
+        steps=steps,
+        group_size=group_size,
+        lr=lr,
+        eval_every=eval_every or steps,
+        n_distinct=n_distinct,
+        k_max=k_max,
+        normalize=normalize,
+        seed=seed,
+    )
 
 
 def random_logp(rng, shape):
@@ -59,8 +92,7 @@ def test_grpo_step_on_all_wrong_group_has_exactly_zero_gradient():
 def test_group_advantages_are_mean_zero_and_reject_single_samples():
     r = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.3, 0.1, 0.2, 0.9]])
     for normalize in (True, False):
-        assert torch.allclose(rl.group_advantages(r, normalize=normalize).sum(-1), torch.zeros(2),
-                              atol=1e-6)
+        assert torch.allclose(rl.group_advantages(r, normalize=normalize).sum(-1), torch.zeros(2), atol=1e-6)
     with pytest.raises(ValueError, match="group size"):
         rl.group_advantages(torch.ones(3, 1))
 
@@ -77,15 +109,16 @@ def test_kl_regularised_optimum_limits():
 # --- exploration rewards ------------------------------------------------------------------------
 
 
-def test_ucb_bonus_values_and_offset_cancels_under_group_baseline():
+def test_ucb_bonus_values_and_a_constant_shift_cancels_under_group_baseline():
     counts = torch.tensor([[0.0, 1.0, 4.0, 100.0]])
     answers = torch.tensor([[0, 1, 2, 3, 3]])
     b = rl.ucb_bonus(counts, answers, 0.5)
     assert torch.allclose(b, torch.tensor([[0.5, 0.5, 0.25, 0.05, 0.05]], dtype=b.dtype))
     r = torch.tensor([[1.0, 0.0, 0.0, 1.0, 0.0]], dtype=torch.float64)
-    a0 = rl.group_advantages(r + rl.ucb_bonus(counts, answers, 0.5))
-    a1 = rl.group_advantages(r + rl.ucb_bonus(counts, answers, 0.5, offset=0.3))
-    assert torch.allclose(a0, a1, atol=1e-12)
+    for normalize in (True, False):
+        a0 = rl.group_advantages(r + b, normalize=normalize)
+        a1 = rl.group_advantages(r + b - 0.3, normalize=normalize)
+        assert torch.allclose(a0, a1, atol=1e-12)
 
 
 def test_batch_penalty_counts_repeats_in_the_group():
@@ -95,7 +128,7 @@ def test_batch_penalty_counts_repeats_in_the_group():
     assert torch.allclose(pen, expected)
 
 
-# --- theory: pass@k and distinct answers --------------------------------------------------------
+# --- theory: pass@k and distinct answers (formerly oracle claims of the chapter) -----------------
 
 
 @pytest.mark.parametrize("p", [0.003, 0.2, 0.7])
@@ -128,7 +161,7 @@ def test_expected_distinct_matches_simulation():
     n, reps = 20, 20000
     draws = rng.multinomial(n, p, size=reps)
     observed = (draws > 0).sum(-1)
-    expected = float(ap.exact_expected_distinct(p, n))
+    expected = float(metrics.expected_distinct(p, n))
     assert expected == pytest.approx(float(np.sum(1 - (1 - p) ** n)))
     z = (observed.mean() - expected) / (observed.std(ddof=1) / np.sqrt(reps))
     assert abs(z) < 4
@@ -148,12 +181,24 @@ def test_task_layout_and_correct_answers():
     assert np.all(p_correct[:, ~solved] < np.exp(logp0).max(-1)[:, ~solved])
     assert list(task.group[:24]) == ["solved"] * 12 + ["unsolved"] * 12
     assert (task.group[24:] == "held-out").all()
+    assert list(task.kind[24:]) == ["solved"] * 4 + ["unsolved"] * 4  # half of each kind held out
+
+
+def test_training_logits_are_the_training_rows_of_all_logits():
+    task = small_task(5507)
+    policy = ap.AnswerPolicy(task)
+    with torch.no_grad():
+        policy.theta.normal_()
+        full, tr = policy(), policy(train_only=True)
+    assert torch.allclose(full[:, task.train], tr, atol=1e-12)
+    assert torch.allclose(full[:, ~task.train], ap.AnswerPolicy(task)()[:, ~task.train], atol=1e-12)
 
 
 def test_tabular_control_leaves_never_solved_problems_bit_for_bit_unchanged():
+    # formerly the claim "tabular-unsolved-unchanged": true by construction, since a group
+    # with equal rewards has its advantages set to exactly zero
     task = small_task(6607, p_unsolved=1e-6)  # so small that training never samples it
-    run = ap.train_answer_policy(task, ap.Arm("tabular", shared=False), steps=40, group_size=4,
-                                 lr=0.1, eval_every=10, seed=6608)
+    run = train(task, arm("tabular", shared=False), steps=40, group_size=4, lr=0.1, eval_every=10, seed=6608)
     never = (task.group == "unsolved")[None, :] & ~run.found
     assert never.sum() > 0
     assert np.array_equal(run.logp[never], run.logp0[never])
@@ -167,8 +212,7 @@ def test_tabular_control_leaves_never_solved_problems_bit_for_bit_unchanged():
 
 def test_shared_policy_moves_problems_that_got_no_gradient():
     task = small_task(6611, p_unsolved=1e-6)
-    run = ap.train_answer_policy(task, ap.Arm("outcome"), steps=40, group_size=4, lr=0.1,
-                                 eval_every=10, seed=6612)
+    run = train(task, arm(), steps=40, group_size=4, lr=0.1, eval_every=10, seed=6612)
     assert np.all(run.never_found_change > 1e-3)
     h = run.history
     ent = h[(h.group == "not yet solved") & (h.metric == "entropy_change") & (h.step == 40)]
@@ -176,10 +220,11 @@ def test_shared_policy_moves_problems_that_got_no_gradient():
 
 
 def test_tabular_coverage_follows_frozen_sampler():
+    # formerly the oracle claim "tabular-coverage-theory": until its first correct sample a
+    # problem's advantages are exactly zero, so the tabular policy samples it from the base
     task = small_task(7719, n_seeds=16, n_solved=4, n_unsolved=60, p_unsolved=0.02)
     G, steps = 4, 10
-    run = ap.train_answer_policy(task, ap.Arm("tabular", shared=False), steps=steps,
-                                 group_size=G, lr=0.1, eval_every=steps, seed=7720)
+    run = train(task, arm("tabular", shared=False), steps=steps, group_size=G, lr=0.1, seed=7720)
     uns = task.group == "unsolved"
     p0 = (np.exp(run.logp0) * task.correct.numpy()).sum(-1)[:, uns]
     q = ap.base_sampler_coverage(p0, G, steps)
@@ -187,10 +232,21 @@ def test_tabular_coverage_follows_frozen_sampler():
     assert abs(z) < 4
 
 
+@pytest.mark.parametrize("shared", [True, False])
+def test_zero_learning_rate_leaves_every_arm_at_the_base(shared):
+    # the chapter's null configuration: lr = 0 (every arm is the base policy throughout)
+    task = small_task(7731)
+    for a in ap.standard_arms(ucb_c=1.0, batch_c=1.0, entropy_beta=0.1):
+        a = ap.Arm(name=a.name, ucb_c=a.ucb_c, batch_c=a.batch_c, entropy_beta=a.entropy_beta, shared=shared)
+        run = train(task, a, steps=5, group_size=4, lr=0.0, eval_every=1, seed=7732)
+        assert np.array_equal(run.logp, run.logp0), a.name
+        h = run.history
+        assert (h[h.metric == "entropy_change"]["value"] == 0).all()
+
+
 def test_history_is_tidy_and_complete():
     task = small_task(8123)
-    run = ap.train_answer_policy(task, ap.Arm("batch", batch_c=1.0), steps=6, group_size=3,
-                                 lr=0.05, eval_every=3, k_max=16, seed=8124)
+    run = train(task, arm("batch", batch_c=1.0), steps=6, group_size=3, lr=0.05, eval_every=3, k_max=16, seed=8124)
     h = run.history
     assert list(h.columns) == ["arm", "seed", "step", "group", "metric", "value"]
     assert sorted(h.step.unique()) == [0, 3, 6]
@@ -203,11 +259,11 @@ def test_history_is_tidy_and_complete():
 
 
 def test_training_is_deterministic_given_seeds():
-    arm = ap.Arm("ucb", ucb_c=1.0, batch_c=0.5, entropy_beta=0.01)
+    mixed = arm("ucb", ucb_c=1.0, batch_c=0.5, entropy_beta=0.01)
     kw = dict(steps=8, group_size=4, lr=0.05, eval_every=4)
-    a = ap.train_answer_policy(small_task(9901), arm, seed=3, **kw)
-    b = ap.train_answer_policy(small_task(9901), arm, seed=3, **kw)
-    c = ap.train_answer_policy(small_task(9901), arm, seed=4, **kw)
+    a = train(small_task(9901), mixed, seed=3, **kw)
+    b = train(small_task(9901), mixed, seed=3, **kw)
+    c = train(small_task(9901), mixed, seed=4, **kw)
     assert a.history.equals(b.history)
     assert np.array_equal(a.logp, b.logp) and np.array_equal(a.first_found, b.first_found)
     assert not np.array_equal(a.logp, c.logp)
@@ -216,13 +272,55 @@ def test_training_is_deterministic_given_seeds():
     assert e1.equals(e2)
 
 
+def test_standard_arms_carry_the_given_scales():
+    arms = ap.standard_arms(ucb_c=0.7, batch_c=0.3, entropy_beta=0.05)
+    assert [a.name for a in arms] == [
+        "outcome only",
+        "historical (UCB)",
+        "batch",
+        "entropy bonus",
+        "tabular control",
+    ]
+    assert [(a.ucb_c, a.batch_c, a.entropy_beta, a.shared) for a in arms] == [
+        (0.0, 0.0, 0.0, True),
+        (0.7, 0.0, 0.0, True),
+        (0.0, 0.3, 0.0, True),
+        (0.0, 0.0, 0.05, True),
+        (0.0, 0.0, 0.0, False),
+    ]
+
+
+# --- one source for every default ---------------------------------------------------------------
+
+
+def test_no_engine_default_competes_with_the_spec():
+    """The spec's presets are the only place a chapter parameter gets a value: no public
+    function or class of the chapter's package gives a spec parameter a default."""
+    names = set(SPEC.names)
+    offenders = []
+    for public in ap.__all__:
+        obj = getattr(ap, public)
+        if not callable(obj):
+            continue
+        for p in inspect.signature(obj).parameters.values():
+            if p.name in names and p.default is not inspect.Parameter.empty:
+                offenders.append(f"{public}({p.name}={p.default!r})")
+    assert not offenders, offenders
+
+
+def test_null_configuration_is_a_valid_parameter_set():
+    P = SPEC.resolve(scale="smoke", **SPEC.null)
+    assert P["lr"] == 0.0
+    assert all(c.kind != "direction" or c.delta > 0 for c in SPEC.claims)  # a zero effect can never hold
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field", ["ucb_c", "ucb_offset", "batch_c", "entropy_beta"])
+@pytest.mark.parametrize("field", ["ucb_c", "batch_c", "entropy_beta"])
 def test_negative_bonus_is_refused(field):
     with pytest.raises(ValueError, match=field):
-        ap.Arm("bad", **{field: -0.1})
+        arm("bad", **{field: -0.1})
 
 
 def test_bonus_functions_refuse_negative_scales():
@@ -234,9 +332,14 @@ def test_bonus_functions_refuse_negative_scales():
 
 def test_group_size_below_two_is_refused():
     with pytest.raises(ValueError, match="group_size"):
-        ap.train_answer_policy(small_task(1), ap.Arm("o"), steps=2, group_size=1, lr=0.1, seed=0)
+        train(small_task(1), arm(), steps=2, group_size=1, lr=0.1, seed=0)
     with pytest.raises(ValueError, match="group size"):
-        rl.batch_repetition_penalty(torch.zeros(2, 1, dtype=torch.long))
+        rl.batch_repetition_penalty(torch.zeros(2, 1, dtype=torch.long), 1.0)
+
+
+def test_negative_learning_rate_is_refused():
+    with pytest.raises(ValueError, match="lr"):
+        train(small_task(1), arm(), steps=2, group_size=2, lr=-0.1, seed=0)
 
 
 def test_k_larger_than_samples_is_refused():
@@ -245,22 +348,29 @@ def test_k_larger_than_samples_is_refused():
         ap.sample_evaluation(logp, np.ones((1, 2, 4), bool), n=8, ks=[1, 16], seed=0)
 
 
-@pytest.mark.parametrize("override, name", [
-    ({"ks": [1, 2048]}, "ks"),
-    ({"group_size": 1}, "group_size"),
-    ({"ucb_c": -1.0}, "ucb_c"),
-    ({"batch_c": -0.5}, "batch_c"),
-    ({"entropy_beta": -1.0}, "entropy_beta"),
-    ({"eval_every": 10_000}, "eval_every"),
-])
+@pytest.mark.parametrize(
+    "override, name",
+    [
+        ({"ks": [1, 2048]}, "ks"),
+        ({"group_size": 1}, "group_size"),
+        ({"ucb_c": -1.0}, "ucb_c"),
+        ({"batch_c": -0.5}, "batch_c"),
+        ({"entropy_beta": -1.0}, "entropy_beta"),
+        ({"eval_every": 10_000}, "eval_every"),
+        ({"lr": -0.01}, "lr"),
+    ],
+)
 def test_spec_refuses_bad_parameters(override, name):
     with pytest.raises(ValueError, match=name):
         SPEC.resolve(scale="smoke", **override)
 
 
 def test_runner_refuses_bad_parameter_before_a_kernel_starts():
-    proc = subprocess.run([sys.executable, "-m", "vanishing_tails", "run", "sharpening", "--scale",
-                           "smoke", "-p", "group_size", "1"], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vanishing_tails", "run", "sharpening", "--scale", "smoke", "-p", "group_size", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "group_size" in proc.stderr + proc.stdout

@@ -1,8 +1,8 @@
 """What a chapter notebook calls to publish its numbers, figures and claims.
 
 Everything goes through ``myst_nb.glue`` so that (a) the prose quotes computed
-values with ``{glue:text}`` instead of typed ones, (b) figures are named and
-captioned with ``{glue:figure}``, and (c) the runner can read every value, figure
+values with the ``glue:text`` role instead of typed ones, (b) figures are named and
+captioned with the ``glue:figure`` directive, and (c) the runner can read every value, figure
 and claim back from the executed notebook (see ``runner.read_glued``).
 
 Names are prefixed by the runner-visible kind:
@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from .claims import Claim, check_unique, claims_frame
+from .execute import CLAIMS_KEY, PARAMETERS_KEY
 
-PARAMETERS_KEY = "parameters"
-CLAIMS_KEY = "claims"
 CLAIMS_TABLE_KEY = "claims-table"
 
 
@@ -35,7 +34,7 @@ def _plain(value: Any) -> Any:
 def glue_value(name: str, value: Any) -> Any:
     """Glue a scalar for the prose and results.json; return it as a plain Python value.
 
-    Quote it in markdown with a format: ``{glue:text}`name:.2f```.
+    Quote it in the prose with the ``glue:text`` role and a format, e.g. ``name:.2f``.
     """
     from myst_nb import glue
 
@@ -62,17 +61,31 @@ def glue_parameters(P: dict[str, Any]) -> None:
     glue(PARAMETERS_KEY, json.dumps({k: _plain(v) for k, v in P.items()}), display=False)
 
 
-def glue_claims(claims: list[Claim]):
+def glue_claims(claims: list[Claim], spec=None):
     """Glue the claims (JSON, read by the runner) and the rendered table; return the table.
 
-    Each claim's value is also glued as ``claim-<id>`` for the prose.
+    With ``spec``, every claim the spec declares must be measured (none skipped, none
+    invented). Each claim's effect, interval and verdict are also glued for the prose:
+    ``claim-<id>`` (the effect), ``claim-<id>-low``, ``claim-<id>-high``,
+    ``claim-<id>-verdict``. Explained in :ref:`sec-claims`.
     """
     from myst_nb import glue
 
     check_unique(claims)
+    if spec is not None:
+        declared = {c.id for c in spec.claims}
+        measured = {c.id for c in claims}
+        if declared != measured:
+            raise ValueError(
+                f"{spec.stem}: claims declared but not measured: {sorted(declared - measured)}; "
+                f"measured but not declared: {sorted(measured - declared)}"
+            )
     glue(CLAIMS_KEY, json.dumps([c.as_dict() for c in claims]), display=False)
     for c in claims:
-        glue(f"claim-{c.id}", c.value, display=False)
+        glue(f"claim-{c.id}", c.effect, display=False)
+        glue(f"claim-{c.id}-low", c.low, display=False)
+        glue(f"claim-{c.id}-high", c.high, display=False)
+        glue(f"claim-{c.id}-verdict", c.verdict, display=False)
     table = claims_frame(claims)
     glue(CLAIMS_TABLE_KEY, table.style.hide(axis="index"), display=False)
     return table

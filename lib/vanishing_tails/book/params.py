@@ -18,6 +18,7 @@ notebook's ``scale`` is ``None`` it is read from the environment variable
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,12 @@ SCALES: tuple[str, ...] = ("smoke", "book", "full")
 SCALE_ENV = "VANISHING_TAILS_SCALE"
 DEFAULT_SCALE = "book"
 
-KINDS = ("int", "float", "str", "bool", "int_list", "float_list", "str_list")
+KINDS = ("int", "float", "str", "bool", "int_list", "float_list", "str_list")  # parameter kinds
+
+# Claims (see vanishing_tails.book.claims): declared here, as plain data, with the spec.
+SOURCES = ("notes", "paper", "theory", "finding")
+CLAIM_KINDS = ("direction", "equivalence", "oracle")
+EXPECTED = ("holds", "fails", "inconclusive")  # inconclusive: declared unresolvable at book budget
 
 
 def current_scale(scale: str | None = None) -> str:
@@ -94,8 +100,7 @@ class Param:
             items = list(value)
             if not items:
                 raise err
-            scalar = Param(self.name, self.kind[: -len("_list")], None, self.help,
-                           self.low, self.high, self.choices)
+            scalar = Param(self.name, self.kind[: -len("_list")], None, self.help, self.low, self.high, self.choices)
             try:
                 return [scalar.validate(v) for v in items]
             except ValueError:
@@ -133,12 +138,51 @@ class Param:
 def common_params(n_seeds: dict[str, int] | int) -> list[Param]:
     """The parameters every chapter has: ``scale``, ``seed`` and ``n_seeds``."""
     return [
-        Param("scale", "str", None, "smoke | book | full; None reads $VANISHING_TAILS_SCALE "
-              "(default book)", choices=SCALES),
+        Param(
+            "scale",
+            "str",
+            None,
+            "smoke | book | full; None reads $VANISHING_TAILS_SCALE (default book)",
+            choices=SCALES,
+        ),
         Param("seed", "int", 0, "base seed; every random stream is derived from it", low=0),
-        Param("n_seeds", "int", n_seeds, "independent repetitions (seeds / chains) per setting",
-              low=1),
+        Param("n_seeds", "int", n_seeds, "independent repetitions (seeds / chains) per setting", low=1),
     ]
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim as the spec declares it, before any number is seen (plain data).
+
+    ``statement`` may hold ``{name}`` fields that :func:`evaluate` fills from the run's
+    parameters (e.g. ``"n = {n_small}"``); every clause of it must be computed.
+    ``effect`` says what the per-replicate value is; ``delta_source`` where δ comes from
+    (a theory value, a paper's number, or a stated minimal effect).
+    """
+
+    id: str
+    statement: str
+    effect: str
+    kind: str
+    delta: float
+    delta_source: str
+    unit: str
+    source: str = "notes"
+    expected: str = "holds"
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLAIM_KINDS:
+            raise ValueError(f"claim {self.id}: kind must be one of {CLAIM_KINDS}, got {self.kind!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"claim {self.id}: source must be one of {SOURCES}, got {self.source!r}")
+        if self.expected not in EXPECTED:
+            raise ValueError(f"claim {self.id}: expected must be one of {EXPECTED}, got {self.expected!r}")
+        if not (isinstance(self.delta, (int, float)) and math.isfinite(self.delta) and self.delta >= 0):
+            raise ValueError(f"claim {self.id}: delta must be a finite number >= 0, got {self.delta!r}")
+        if self.kind == "equivalence" and self.delta <= 0:
+            raise ValueError(f"claim {self.id}: an equivalence claim needs delta > 0")
+        if not self.delta_source.strip():
+            raise ValueError(f"claim {self.id}: say where delta comes from (delta_source)")
 
 
 @dataclass(frozen=True)
@@ -151,6 +195,9 @@ class ChapterSpec:
     description: str
     params: tuple[Param, ...]
     checks: tuple = field(default=())  # callables P -> None raising ValueError (cross-parameter rules)
+    claims: tuple[ClaimSpec, ...] = field(default=())  # every claim, with its delta, before any run
+    null: dict = field(default_factory=dict)  # parameter overrides under which no direction claim may hold
+    null_description: str = ""  # the null configuration in words (real data every generation, ...)
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]
@@ -159,6 +206,21 @@ class ChapterSpec:
         for required in ("scale", "seed", "n_seeds"):
             if required not in names:
                 raise ValueError(f"{self.stem}: every chapter needs a {required!r} parameter")
+        ids = [c.id for c in self.claims]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{self.stem}: duplicate claim ids")
+        for name in self.null:
+            if name not in names or name in ("scale", "seed"):
+                raise ValueError(f"{self.stem}: null configuration names unknown parameter {name!r}")
+
+    def claim(self, claim_id: str) -> ClaimSpec:
+        """The declared claim ``claim_id`` (ValueError naming the allowed ids otherwise)."""
+        for c in self.claims:
+            if c.id == claim_id:
+                return c
+        raise ValueError(
+            f"{self.stem}: no claim {claim_id!r} is declared; declared: " + ", ".join(c.id for c in self.claims)
+        )
 
     @property
     def names(self) -> list[str]:
@@ -168,9 +230,7 @@ class ChapterSpec:
         for p in self.params:
             if p.name == name:
                 return p
-        raise ValueError(
-            f"unknown parameter {name!r} for chapter {self.stem}; allowed: {', '.join(self.names)}"
-        )
+        raise ValueError(f"unknown parameter {name!r} for chapter {self.stem}; allowed: {', '.join(self.names)}")
 
     def resolve(self, values: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
         """Fill ``None`` values from the scale's preset, validate all, and return a plain dict.

@@ -41,6 +41,4 @@ def find_spec(name: str) -> ChapterSpec:
         number = s.stem.split("_", 1)[0]
         if name in (s.stem, s.short) or (name.isdigit() and int(name) == int(number)):
             return s
-    raise ValueError(
-        f"unknown chapter {name!r}; allowed: " + ", ".join(f"{s.stem} ({s.short})" for s in specs)
-    )
+    raise ValueError(f"unknown chapter {name!r}; allowed: " + ", ".join(f"{s.stem} ({s.short})" for s in specs))

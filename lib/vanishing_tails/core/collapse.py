@@ -1,7 +1,11 @@
 """Recursive-training engines: refit a model on its own samples, generation after generation.
 
-Explained in chapter 1 ("Tails vanish first"); chapter 2 reuses :func:`recursive_fit`
-for mixtures, a VAE and a language model.
+The exactly solvable engines — a Gaussian refit to its own samples
+(:func:`gaussian_chains`) and a categorical distribution refit by counts, i.e.
+Wright–Fisher resampling (:func:`categorical_paths`, :func:`categorical_chains`) — and
+their exact theory are explained in :ref:`chapter-tails-vanish-first`; chapter 2
+(:ref:`chapter-model-families`) reuses the generic loop :func:`recursive_fit` for
+mixtures, a VAE and a language model.
 
 Data regimes (one vocabulary across the book):
 
@@ -38,7 +42,10 @@ TAIL_SIGMAS = 3.0
 
 
 def check_regime(regime: str, real_fraction: float) -> None:
-    """Validate the shared ``regime`` / ``real_fraction`` vocabulary (ValueError naming the parameter)."""
+    """Validate the shared ``regime`` / ``real_fraction`` vocabulary (ValueError naming the parameter).
+
+    Explained in :ref:`sec-tails-regimes`.
+    """
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {', '.join(REGIMES)}; got {regime!r}")
     if not 0.0 <= real_fraction <= 1.0:
@@ -79,12 +86,18 @@ def _distinct_indices(rng: np.random.Generator, pool: int, n: int, rows: int) ->
 
 # ----------------------------------------------------------------------------- Gaussian
 def gaussian_tail_mass(mean: np.ndarray, sd: np.ndarray, k: float = TAIL_SIGMAS) -> np.ndarray:
-    """Mass a N(mean, sd^2) model puts beyond +-k real standard deviations: Phi((-k-mu)/s) + Phi((mu-k)/s)."""
+    """Mass a N(mean, sd^2) model puts beyond +-k real standard deviations: Phi((-k-mu)/s) + Phi((mu-k)/s).
+
+    Explained in :ref:`sec-tails-gaussian-tail`.
+    """
     return special.ndtr((-k - mean) / sd) + special.ndtr((mean - k) / sd)
 
 
 def gaussian_central_mass(mean: np.ndarray, sd: np.ndarray, k: float = 1.0) -> np.ndarray:
-    """Mass a N(mean, sd^2) model puts within +-k of the real mean."""
+    """Mass a N(mean, sd^2) model puts within +-k of the real mean.
+
+    Explained in :ref:`sec-tails-gaussian-tail`.
+    """
     return special.ndtr((k - mean) / sd) - special.ndtr((-k - mean) / sd)
 
 
@@ -92,13 +105,14 @@ def expected_variance_mle(n: int, t: np.ndarray, sigma0_sq: float = 1.0) -> np.n
     """E[sigma_t^2] = sigma_0^2 ((n-1)/n)^t under replace with the MLE fit.
 
     Each refit multiplies the variance by chi^2_{n-1}/n, whose mean is (n-1)/n; the
-    factors are independent across generations.
+    factors are independent across generations. With fresh real data, a temperature or
+    the unbiased fit, see :func:`expected_gaussian_moments`.
+    Explained in :ref:`sec-tails-gaussian`.
     """
     return sigma0_sq * ((n - 1) / n) ** np.asarray(t, dtype=float)
 
 
-def expected_log_variance(n: int, t: np.ndarray, fit: str = "unbiased",
-                          sigma0_sq: float = 1.0) -> np.ndarray:
+def expected_log_variance(n: int, t: np.ndarray, fit: str = "unbiased", sigma0_sq: float = 1.0) -> np.ndarray:
     """E[log sigma_t^2] under replace: log sigma_0^2 + t E[log F], F the per-generation factor.
 
     F = chi^2_{n-1}/(n-1) for the unbiased fit, chi^2_{n-1}/n for the MLE, and
@@ -107,6 +121,7 @@ def expected_log_variance(n: int, t: np.ndarray, fit: str = "unbiased",
     E[sigma_t^2] = sigma_0^2 for every t) but a negative log-mean (Jensen): log-variance
     is a random walk with negative drift, so almost every chain collapses while the
     expectation is held up by ever rarer chains that blow up.
+    Explained in :ref:`sec-tails-gaussian`.
     """
     if fit not in FITS:
         raise ValueError(f"fit must be one of {', '.join(FITS)}; got {fit!r}")
@@ -115,9 +130,42 @@ def expected_log_variance(n: int, t: np.ndarray, fit: str = "unbiased",
     return np.log(sigma0_sq) + np.asarray(t, dtype=float) * (special.digamma(h) - np.log(scale))
 
 
-def expected_log_variance_unbiased(n: int, t: np.ndarray, sigma0_sq: float = 1.0) -> np.ndarray:
-    """E[log sigma_t^2] = log sigma_0^2 + t (psi((n-1)/2) - log((n-1)/2)) (see :func:`expected_log_variance`)."""
-    return expected_log_variance(n, t, "unbiased", sigma0_sq)
+def expected_gaussian_moments(
+    n: int, t: np.ndarray, *, fit: str = "mle", real_fraction: float = 0.0, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``(E[sigma_t^2], E[mu_t^2])`` of :func:`gaussian_chains` under ``replace`` or ``mix``.
+
+    Generation t fits ``a = round(real_fraction * n)`` fresh N(0, 1) draws and
+    ``b = n - a`` draws from N(mu, T sigma^2), the previous model at temperature T.
+    Given the previous model, the sum of squares about the sample mean has expectation
+    (a + b T sigma^2)(n - 1)/n + mu^2 ab/n, and the sample mean's square
+    (a + b T sigma^2)/n^2 + mu^2 b^2/n^2. Both are linear in (sigma^2, mu^2), so the
+    expectations follow a linear recursion from (1, 0) at generation 0:
+
+    s_t = [(a + b T s_{t-1})(n - 1)/n + u_{t-1} ab/n] / (n - ddof),
+    u_t = (a + b T s_{t-1})/n^2 + b^2 u_{t-1}/n^2,
+
+    with ddof = 0 (MLE) or 1 (unbiased). Under ``replace`` (a = 0, T = 1, MLE) this is
+    s_t = ((n-1)/n)^t (:func:`expected_variance_mle`); with ``real_fraction = 1`` every
+    generation is a fresh fit and s_t = (n - 1)/(n - ddof). ``t`` may be an array.
+    Explained in :ref:`sec-tails-gaussian`.
+    """
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)}; got {fit!r}")
+    _check_sizes(n=(n, 2))
+    check_regime("mix", real_fraction)
+    _check_temperature(temperature)
+    t = np.asarray(t)
+    a = int(round(real_fraction * n))
+    b = n - a
+    ddof = 0 if fit == "mle" else 1
+    horizon = int(np.max(t)) if t.size else 0
+    s, u = np.ones(horizon + 1), np.zeros(horizon + 1)
+    for k in range(1, horizon + 1):
+        fresh = a + b * temperature * s[k - 1]
+        s[k] = (fresh * (n - 1) / n + u[k - 1] * a * b / n) / (n - ddof)
+        u[k] = fresh / n**2 + b**2 * u[k - 1] / n**2
+    return s[t], u[t]
 
 
 def gaussian_chains(
@@ -137,8 +185,8 @@ def gaussian_chains(
     variance 1). Generation t >= 1 is the Gaussian fitted (``fit="mle"``: divide by
     N; ``"unbiased"``: divide by N - 1) to the data of the ``regime`` (module
     docstring). Sampling at ``temperature`` T draws from p^(1/T), i.e. N(mu, T sigma^2).
-    Theory: :func:`expected_variance_mle`, :func:`expected_log_variance_unbiased`
-    (Shumailov et al. 2024, Sec. "Theoretical intuition").
+    Theory: :func:`expected_variance_mle`, :func:`expected_log_variance`,
+    :func:`expected_gaussian_moments` (Shumailov et al. 2024, Sec. "Theoretical intuition").
 
     Vectorised over chains: one batch draw ``[chains, n]`` per generation; the
     accumulating regimes keep running sums (``accumulate``) or the pool itself
@@ -147,6 +195,7 @@ def gaussian_chains(
     Returns a long frame, one row per chain x generation, with columns ``chain``,
     ``generation``, ``mean``, ``variance``, ``tail_mass`` (model mass beyond +-3 real
     standard deviations), ``central_mass`` (model mass within +-1) and ``data_size``.
+    Explained in :ref:`sec-tails-gaussian`.
     """
     _check_sizes(n=(n, 2), generations=(generations, 1), chains=(chains, 1))
     check_regime(regime, real_fraction)
@@ -174,8 +223,8 @@ def gaussian_chains(
             x += mu[:, None]
         if regime in ("replace", "mix"):
             m_t = x.mean(axis=1)
-            v_t = np.einsum("ij,ij->i", x, x) / n - m_t**2
-            v_t = np.maximum(v_t, 0.0) * n / (n - ddof)
+            x -= m_t[:, None]  # squares about the mean: no cancellation when sigma << |mu|
+            v_t = np.einsum("ij,ij->i", x, x) / (n - ddof)
             size[t] = n
         elif regime == "accumulate":
             sum1 += x.sum(axis=1)
@@ -212,7 +261,10 @@ REAL_GAUSSIAN_TAIL_MASS = float(2 * stats.norm.sf(TAIL_SIGMAS))
 
 # ----------------------------------------------------------------------------- categorical
 def temper(p: np.ndarray, temperature: float) -> np.ndarray:
-    """p^(1/T) / sum p^(1/T) along the last axis (zeros stay zero)."""
+    """p^(1/T) / sum p^(1/T) along the last axis (zeros stay zero).
+
+    Explained in :ref:`sec-tails-mean-typical`.
+    """
     _check_temperature(temperature)
     if temperature == 1.0:
         return p
@@ -235,7 +287,13 @@ def categorical_paths(
     seed: int = 0,
 ):
     """Yield ``(t, p_t)`` for t = 0..generations, p_t of shape ``[chains, K]`` (see
-    :func:`categorical_chains`). Memory stays O(chains x K) whatever the generation count."""
+    :func:`categorical_chains`). Memory stays O(chains x K) whatever the generation count.
+
+    Generation t >= 2 draws from the previous model at ``temperature``; generation 1
+    draws from ``p0`` itself. A type with p_t = 0 is never drawn again unless fresh real
+    data (``mix``) or the accumulated pool puts it back.
+    Explained in :ref:`sec-tails-words`.
+    """
     p0 = metrics.as_distribution(p0, name="p0")
     if p0.ndim != 1:
         raise ValueError(f"p0 must be one distribution (1-D); got shape {p0.shape}")
@@ -281,7 +339,9 @@ def categorical_chains(
     *expected* tail mass never moves, while each type is eventually absorbed at 0 or 1
     — a type once lost never returns. The diversity decays exactly as
     E[1 - sum_i p_t(i)^2] = (1 - 1/m)^t (1 - sum_i p_0(i)^2)
-    (:func:`expected_gini_simpson`). Sampling at temperature T < 1 (from p^(1/T))
+    (:func:`expected_gini_simpson`), and the mass on any fixed set of types — the
+    q-tail lumped into one type — is itself a Wright–Fisher frequency
+    (:func:`tail_mass_variance`). Sampling at temperature T < 1 (from p^(1/T))
     breaks the martingale and makes the expected tail mass itself fall.
 
     Generation 0 is ``p0`` (the real distribution); generation 1 is fit to ``m`` real
@@ -296,14 +356,16 @@ def categorical_chains(
     (types with p_{t-1} = 0 < p_t), ``tail_mass`` (mass on the least-probable ``q`` of
     ``p0``), ``head_mass`` (mass on the most-probable types that make up ``q`` of
     ``p0``) and ``tv_to_real`` (total variation to ``p0``).
+    Explained in :ref:`sec-tails-words`.
     """
     p0 = metrics.as_distribution(p0, name="p0")
     tail = metrics.tail_set(p0, q)
     head = _head_set(p0, q)
     rows = []
     prev_alive = None
-    for t, p in categorical_paths(p0, m, generations, chains, regime=regime,
-                                  real_fraction=real_fraction, temperature=temperature, seed=seed):
+    for t, p in categorical_paths(
+        p0, m, generations, chains, regime=regime, real_fraction=real_fraction, temperature=temperature, seed=seed
+    ):
         alive = p > 0
         revived = np.zeros(chains, dtype=np.int64) if prev_alive is None else (alive & ~prev_alive).sum(1)
         prev_alive = alive
@@ -334,45 +396,59 @@ def _head_set(p0: np.ndarray, q: float) -> np.ndarray:
     return mask
 
 
-def expected_gini_simpson(p0: np.ndarray, m: int, t: np.ndarray) -> np.ndarray:
+def drift_variance_factor(m: int, t: np.ndarray, *, real_fraction: float = 0.0) -> np.ndarray:
+    """v_t such that Var[p_t(i)] = p_0(i) (1 - p_0(i)) v_t under Wright–Fisher refitting by m counts.
+
+    Each generation draws ``a = round(real_fraction * m)`` of its ``m`` items fresh from
+    ``p0`` and the rest from the previous model (temperature 1; generation 1 draws all
+    ``m`` from ``p0``). For a type (or any fixed set of types lumped into one) with real
+    share x_0 = p_0(i), E[x_t] = x_0 for every t (a martingale; with fresh real data the
+    mean stays x_0 too), and with r = a/m the variance obeys
+
+    V_t = x_0 (1 - x_0)/m + V_{t-1} ((1 - r)^2 - (1 - r)/m),  V_0 = 0,
+
+    so V_t = x_0 (1 - x_0) v_t with v_t = (1 - c^t) / (m (1 - c)), c = (1 - r)(1 - r - 1/m).
+    Without real data v_t = 1 - (1 - 1/m)^t; with only real data v_t = 1/m.
+    Explained in :ref:`sec-tails-mean-typical`.
+    """
+    _check_sizes(m=(m, 1))
+    check_regime("mix", real_fraction)
+    r = int(round(real_fraction * m)) / m
+    c = (1 - r) * (1 - r - 1 / m)
+    t = np.asarray(t, dtype=float)
+    if c == 0.0:  # (almost) all real: every generation is a fresh draw
+        return np.where(t > 0, 1.0 / m, 0.0)
+    return -np.expm1(t * np.log(c)) / (m * (1 - c))
+
+
+def tail_mass_variance(q0: float, m: int, t: np.ndarray, *, real_fraction: float = 0.0) -> np.ndarray:
+    """Exact Var[Q_t] of the mass Q_t a refit-by-counts model puts on a fixed set of types.
+
+    The types' identities do not matter to the multinomial: lumped together, a set with
+    real mass q0 (e.g. the real distribution's least-probable q, :func:`vanishing_tails.core.metrics.tail_mass`)
+    is one Wright–Fisher type, so Var[Q_t] = q0 (1 - q0) v_t with v_t from
+    :func:`drift_variance_factor` — q0 (1 - q0) [1 - (1 - 1/m)^t] without real data.
+    The words of the tail are not independent (their counts share one multinomial), so
+    their sum does not concentrate the way a sum of independent words would; it stays
+    close to q0 only while t is small against m.
+    Explained in :ref:`sec-tails-mean-typical`.
+    """
+    if not 0.0 <= q0 <= 1.0:
+        raise ValueError(f"q0 must lie in [0, 1]; got {q0!r}")
+    return q0 * (1 - q0) * drift_variance_factor(m, t, real_fraction=real_fraction)
+
+
+def expected_gini_simpson(p0: np.ndarray, m: int, t: np.ndarray, *, real_fraction: float = 0.0) -> np.ndarray:
     """E[1 - sum p_t^2] = (1 - 1/m)^t (1 - sum p_0^2) for Wright–Fisher refitting by m counts.
 
     One step: E[sum_i phat_i^2 | p] = sum_i (p_i^2 (1 - 1/m) + p_i/m), hence
-    E[1 - sum phat^2 | p] = (1 - 1/m)(1 - sum p^2); iterate.
+    E[1 - sum phat^2 | p] = (1 - 1/m)(1 - sum p^2); iterate. In general (with a
+    ``real_fraction`` of every generation drawn fresh from ``p0``) E[p_t(i)] = p_0(i)
+    and E[sum p_t^2] = sum p_0^2 + sum_i Var[p_t(i)], so
+    E[1 - sum p_t^2] = (1 - sum p_0^2)(1 - v_t) with v_t from :func:`drift_variance_factor`.
+    Explained in :ref:`sec-tails-words`.
     """
-    return (1 - 1 / m) ** np.asarray(t, dtype=float) * float(metrics.gini_simpson(p0))
-
-
-def survival_by_decile(
-    p0: np.ndarray, m: int, generations: int, chains: int, *, regime: str = "replace",
-    real_fraction: float = 0.0, temperature: float = 1.0, n_bins: int = 10, seed: int = 0,
-    every: int = 1,
-) -> pd.DataFrame:
-    """Share of types still alive, by frequency decile of ``p0`` (decile 1 = most frequent).
-
-    Types are ranked by ``p0`` and cut into ``n_bins`` equal-count bins. One row per
-    chain x generation (every ``every`` generations) x decile, column ``surviving_share``.
-    """
-    p0 = metrics.as_distribution(p0, name="p0")
-    _check_sizes(n_bins=(n_bins, 1), every=(every, 1))
-    order = np.argsort(-p0, kind="stable")
-    decile = np.empty(p0.size, dtype=np.int64)
-    decile[order] = np.arange(p0.size) * n_bins // p0.size + 1
-    onehot = np.eye(n_bins)[decile - 1]  # [K, n_bins]
-    per_bin = onehot.sum(0)
-    frames = []
-    for t, p in categorical_paths(p0, m, generations, chains, regime=regime,
-                                  real_fraction=real_fraction, temperature=temperature, seed=seed):
-        if t % every and t != generations:
-            continue
-        share = ((p > 0).astype(float) @ onehot) / per_bin  # [chains, n_bins]
-        frames.append(pd.DataFrame({
-            "chain": np.repeat(np.arange(chains), n_bins),
-            "generation": t,
-            "decile": np.tile(np.arange(1, n_bins + 1), chains),
-            "surviving_share": share.ravel(),
-        }))
-    return pd.concat(frames, ignore_index=True)
+    return float(metrics.gini_simpson(p0)) * (1 - drift_variance_factor(m, t, real_fraction=real_fraction))
 
 
 # ----------------------------------------------------------------------------- generic loop
@@ -420,7 +496,7 @@ def recursive_fit(
 
     Returns one row per generation x quantity (x chain): ``generation``, ``quantity``,
     ``value`` (and ``chain`` when ``measure`` returns arrays). Same callbacks and seed
-    give the same frame.
+    give the same frame. Explained in :ref:`chapter-model-families`.
     """
     import inspect
 
@@ -445,8 +521,9 @@ def recursive_fit(
                 rows.append({"generation": t, "quantity": k, "value": float(v)})
             else:
                 batched = True
-                rows.extend({"generation": t, "quantity": k, "chain": c, "value": float(x)}
-                            for c, x in enumerate(v.ravel()))
+                rows.extend(
+                    {"generation": t, "quantity": k, "chain": c, "value": float(x)} for c, x in enumerate(v.ravel())
+                )
 
     real = real_sample(n, rng)
     pool = [real]

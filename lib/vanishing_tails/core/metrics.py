@@ -4,7 +4,7 @@ All distribution metrics accept a probability vector ``p`` of shape ``(K,)`` or 
 batch of them of shape ``(..., K)`` (the last axis is the outcome axis) and return
 one number per distribution. Unnormalised non-negative weights are normalised first.
 Text metrics take a list of strings. Explained in the metrics primer of the
-introduction (``intro.md``) and used by every chapter.
+introduction (:ref:`intro`) and used by every chapter.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ __all__ = [
 
 
 def as_distribution(p: np.ndarray, *, name: str = "p") -> np.ndarray:
-    """Validate non-negative weights along the last axis and normalise them to sum to 1."""
+    """Validate non-negative weights along the last axis and normalise them to sum to 1.
+
+    Explained in :ref:`sec-metrics-primer`.
+    """
     p = np.asarray(p, dtype=float)
     if p.ndim == 0 or p.shape[-1] == 0:
         raise ValueError(f"{name} must have at least one outcome on its last axis, got shape {p.shape}")
@@ -50,6 +53,7 @@ def entropy(p: np.ndarray, *, base: float | None = None) -> np.ndarray:
     """Shannon entropy H(p) = -sum_i p_i log p_i (nats unless ``base`` is given).
 
     0 log 0 = 0. Bounded by log K, with equality only for the uniform distribution.
+    Explained in :ref:`sec-metrics-primer`.
     """
     p = as_distribution(p)
     h = special.entr(p).sum(axis=-1)
@@ -63,13 +67,17 @@ def gini_simpson(p: np.ndarray) -> np.ndarray:
 
     Under Wright–Fisher resampling of m draws per generation its expectation decays
     exactly as (1 - 1/m)^t (chapter 1).
+    Explained in :ref:`sec-tails-words`.
     """
     p = as_distribution(p)
     return 1.0 - np.sum(p * p, axis=-1)
 
 
 def support_size(p: np.ndarray, *, atol: float = 0.0) -> np.ndarray:
-    """Number of outcomes with probability strictly above ``atol``."""
+    """Number of outcomes with probability strictly above ``atol``.
+
+    Explained in :ref:`sec-metrics-primer`.
+    """
     p = as_distribution(p)
     return np.sum(p > atol, axis=-1)
 
@@ -81,6 +89,7 @@ def tail_set(reference: np.ndarray, q: float) -> np.ndarray:
     and taken while the cumulative reference mass stays <= q. The outcome that would
     cross q (the "boundary atom") is excluded, so the tail's own mass is <= q and
     exceeds q - max_i reference_i.
+    Explained in :ref:`sec-tails-mean-typical`.
     """
     if not 0.0 < q < 1.0:
         raise ValueError(f"q must lie in (0, 1), got {q}")
@@ -101,6 +110,7 @@ def tail_mass(p: np.ndarray, reference: np.ndarray, q: float = 0.1) -> np.ndarra
     ``tail_mass(ref, ref, q)`` equals q up to the boundary atom. The quantity that
     model collapse erodes first (Shumailov et al. 2024, "AI models collapse when
     trained on recursively generated data").
+    Explained in :ref:`sec-tails-mean-typical`.
     """
     mask = tail_set(reference, q)
     p = as_distribution(p)
@@ -110,14 +120,20 @@ def tail_mass(p: np.ndarray, reference: np.ndarray, q: float = 0.1) -> np.ndarra
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """KL(p || q) = sum_i p_i log(p_i / q_i) in nats; infinite where p puts mass outside q's support."""
+    """KL(p || q) = sum_i p_i log(p_i / q_i) in nats; infinite where p puts mass outside q's support.
+
+    Explained in :ref:`chapter-what-the-reward-pays-for`.
+    """
     p = as_distribution(p)
     q = as_distribution(q, name="q")
     return special.rel_entr(p, q).sum(axis=-1)
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Total variation distance (1/2) sum_i |p_i - q_i|, in [0, 1]."""
+    """Total variation distance ``(1/2) sum_i |p_i - q_i|``, in [0, 1].
+
+    Explained in :ref:`sec-metrics-primer`.
+    """
     p = as_distribution(p)
     q = as_distribution(q, name="q")
     return 0.5 * np.abs(p - q).sum(axis=-1)
@@ -136,6 +152,7 @@ def distinct_n(texts: Sequence[str | Sequence[str]], n: int = 2) -> float:
 
     Texts are whitespace-tokenised strings or token sequences. Returns 0 when the
     set holds no n-gram at all.
+    Explained in :ref:`chapter-what-the-reward-pays-for`.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -144,7 +161,10 @@ def distinct_n(texts: Sequence[str | Sequence[str]], n: int = 2) -> float:
 
 
 def ngram_entropy(texts: Sequence[str | Sequence[str]], n: int = 1) -> float:
-    """Entropy (nats) of the empirical n-gram distribution pooled over the set."""
+    """Entropy (nats) of the empirical n-gram distribution pooled over the set.
+
+    Explained in :ref:`chapter-what-the-reward-pays-for`.
+    """
     counts = Counter(g for t in texts for g in _ngrams(_tokens(t), n))
     if not counts:
         return 0.0
@@ -164,6 +184,7 @@ def self_bleu(texts: Sequence[str], *, max_samples: int | None = None, seed: int
     a text share one score, and a text's references are all distinct texts — without
     itself only when it occurs once. Identical to scoring every text (a test checks it),
     and much faster on the repetitive samples of a collapsed model.
+    Explained in :ref:`chapter-what-the-reward-pays-for`.
     """
     import sacrebleu
 
@@ -174,12 +195,57 @@ def self_bleu(texts: Sequence[str], *, max_samples: int | None = None, seed: int
         idx = np.random.default_rng(seed).choice(len(texts), size=max_samples, replace=False)
         scores = [sacrebleu.sentence_bleu(texts[i], texts[:i] + texts[i + 1 :]).score for i in idx]
         return float(np.mean(scores))
+    return _self_bleu_distinct(texts)
+
+
+def _self_bleu_distinct(texts: list[str]) -> float:
+    """Self-BLEU scoring each distinct text once, with each text's n-grams extracted once.
+
+    sacrebleu's sentence BLEU against references clips each n-gram's count by its largest
+    count over the references; over "all distinct texts but this one" that is the largest
+    count over all texts unless this text holds it alone, then the second largest. So one
+    pass keeps the two largest counts per n-gram, and every score reuses sacrebleu's own
+    tokeniser, n-gram extraction and ``compute_bleu`` (13a tokens, exponential smoothing,
+    effective order): identical to calling ``sentence_bleu`` per text, 16-60x faster.
+    """
+    from collections import Counter
+
+    from sacrebleu.metrics.bleu import BLEU
+    from sacrebleu.metrics.helpers import extract_all_word_ngrams
+
+    bleu = BLEU(effective_order=True)  # sentence_bleu's defaults
+    order = bleu.max_ngram_order
     uniq, counts = np.unique(np.array(texts, dtype=object), return_counts=True)
-    uniq = [str(u) for u in uniq]
+    grams, lens = [], []
+    for u in uniq:
+        g, n = extract_all_word_ngrams(bleu._preprocess_segment(str(u)), 1, order)
+        grams.append(g)
+        lens.append(n)
+    top: dict = {}  # n-gram -> (largest count, the text holding it, second largest count)
+    for i, g in enumerate(grams):
+        for ng, c in g.items():
+            m1, i1, m2 = top.get(ng, (0, -1, 0))
+            if c > m1:
+                top[ng] = (c, i, m1)
+            elif c > m2:
+                top[ng] = (m1, i1, c)
+    len_count = Counter(lens)
     total = 0.0
-    for i, (u, c) in enumerate(zip(uniq, counts)):
-        refs = uniq if c > 1 else uniq[:i] + uniq[i + 1 :]
-        total += c * sacrebleu.sentence_bleu(u, refs).score
+    for i, (g, c_i) in enumerate(zip(grams, counts)):
+        self_ref = c_i > 1  # a repeated text is among its own references
+        ref_lens = Counter(len_count)
+        if not self_ref:
+            ref_lens[lens[i]] -= 1
+        ref_len = min((L for L, k in ref_lens.items() if k > 0), key=lambda L: (abs(lens[i] - L), L))
+        correct, count = [0] * order, [0] * order
+        for ng, hc in g.items():
+            n = len(ng) - 1
+            count[n] += hc
+            m1, i1, m2 = top[ng]
+            correct[n] += min(hc, m1 if (self_ref or i1 != i) else m2)
+        score = BLEU.compute_bleu(correct, count, lens[i], ref_len, smooth_method="exp", effective_order=True,
+                                  max_ngram_order=order).score  # fmt: skip
+        total += c_i * score
     return float(total / len(texts))
 
 
@@ -190,8 +256,9 @@ def vendi_score(X: np.ndarray, *, kernel: str = "cosine", bandwidth: float | Non
     semi-definite similarity kernel with K_ii = 1. It is the "effective number of
     distinct samples": 1 when all samples are identical, n when they are mutually
     orthogonal. ``kernel`` is ``"cosine"`` (rows are normalised; zero rows count as
-    identical to each other) or ``"rbf"`` (exp(-|x-y|^2 / (2 bandwidth^2)); the
+    identical to each other) or ``"rbf"`` (``exp(-|x-y|^2 / (2 bandwidth^2))``; the
     bandwidth defaults to the median pairwise distance).
+    Explained in :ref:`chapter-model-families`.
     """
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[0] < 1:
@@ -226,6 +293,7 @@ def pass_at_k(n: np.ndarray | int, c: np.ndarray | int, k: np.ndarray | int) -> 
 
     Broadcasts over arrays; computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i) in log space,
     which is exact and stable. Requires 0 <= c <= n and 1 <= k <= n.
+    Explained in :ref:`chapter-sharpening-spreads`.
     """
     n, c, k = np.broadcast_arrays(np.asarray(n), np.asarray(c), np.asarray(k))
     if np.any(k < 1) or np.any(k > n):
@@ -249,7 +317,10 @@ def pass_at_k(n: np.ndarray | int, c: np.ndarray | int, k: np.ndarray | int) -> 
 
 
 def expected_distinct(p: np.ndarray, n: int) -> np.ndarray:
-    """Expected number of distinct outcomes among n i.i.d. draws from p: sum_a 1 - (1 - p_a)^n."""
+    """Expected number of distinct outcomes among n i.i.d. draws from p: sum_a 1 - (1 - p_a)^n.
+
+    Explained in :ref:`chapter-sharpening-spreads`.
+    """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     p = as_distribution(p)

@@ -23,10 +23,14 @@ def _key_words(key: tuple[KeyPart, ...]) -> tuple[int, ...]:
     for part in key:
         if not isinstance(part, (str, int, float, bool, np.integer, np.floating)):
             raise TypeError(f"a seed-stream key is made of strings and numbers; got {part!r}")
-    text = "\x1f".join(f"{type(p).__name__[:1]}:{p!r}" if not isinstance(p, (np.integer, np.floating))
-                       else f"{'i' if isinstance(p, np.integer) else 'f'}:{p.item()!r}" for p in key)
+    text = "\x1f".join(
+        f"{type(p).__name__[:1]}:{p!r}"
+        if not isinstance(p, (np.integer, np.floating))
+        else f"{'i' if isinstance(p, np.integer) else 'f'}:{p.item()!r}"
+        for p in key
+    )
     digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
-    return tuple(int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4))
+    return tuple(int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4))
 
 
 class Streams:

@@ -29,7 +29,10 @@ LEVEL = 0.95
 
 @dataclass(frozen=True)
 class Interval:
-    """An estimate with its interval over ``n`` independent replicates."""
+    """An estimate with its interval over ``n`` independent replicates.
+
+    Explained in :ref:`sec-claims`.
+    """
 
     estimate: float
     low: float
@@ -95,8 +98,15 @@ def difference_interval(a, b, *, paired: bool, level: float = LEVEL) -> Interval
     return Interval(est, est - half, est + half, se, min(a.size, b.size), "Welch t")
 
 
-def bootstrap_interval(data, statistic: Callable[..., float], *, seed: int, paired: bool = True,
-                       n_resamples: int = 2000, level: float = LEVEL) -> Interval:
+def bootstrap_interval(
+    data,
+    statistic: Callable[..., float],
+    *,
+    seed: int,
+    paired: bool = True,
+    n_resamples: int = 2000,
+    level: float = LEVEL,
+) -> Interval:
     """``statistic(*data)`` with a percentile bootstrap interval that resamples replicates.
 
     ``data`` is one array of replicates or a tuple of them; ``paired=True`` resamples the
@@ -110,10 +120,16 @@ def bootstrap_interval(data, statistic: Callable[..., float], *, seed: int, pair
     est = float(statistic(*arrays))
     if n < 2:
         return Interval(est, math.nan, math.nan, math.nan, n, "bootstrap")
-    res = stats.bootstrap(arrays, lambda *a: statistic(*a), paired=paired, vectorized=False,
-                          n_resamples=n_resamples, confidence_level=level, method="percentile",
-                          random_state=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        arrays,
+        lambda *a: statistic(*a),
+        paired=paired,
+        vectorized=False,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     dist = np.asarray(res.bootstrap_distribution, dtype=float)
     se = float(np.nanstd(dist, ddof=1))
-    return Interval(est, float(res.confidence_interval.low), float(res.confidence_interval.high), se, n,
-                    "bootstrap")
+    return Interval(est, float(res.confidence_interval.low), float(res.confidence_interval.high), se, n, "bootstrap")

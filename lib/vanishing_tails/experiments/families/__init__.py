@@ -5,9 +5,13 @@ Every family drives the same loop, :func:`vanishing_tails.core.collapse.recursiv
 its own ``fit`` / ``sample`` / ``measure`` callbacks and the book's regime vocabulary
 (``replace``, ``accumulate``, ``accumulate-subsample``, ``mix`` with ``real_fraction``):
 
-* :mod:`.mixture` — 2-D Gaussian mixtures refit by scikit-learn's EM;
+* :mod:`.mixture` — 2-D Gaussian mixtures refit by EM, every chain at once;
 * :mod:`.vae` — a small torch VAE on scikit-learn's real handwritten digits;
-* :mod:`.charlm` — a character-level GRU (:mod:`vanishing_tails.core.lm`) on Shakespeare;
+* :mod:`.charlm` — character-level GRUs (the model of :mod:`vanishing_tails.core.lm`) on
+  Shakespeare, every chain at once;
 * :mod:`.tale_of_tails` — Dohmatob et al.'s Hutter memoriser on Zipf data, with its
-  exact expected test error.
+  exact expected test error;
+* :mod:`.fitting` — the memoised ``fit`` the families share.
+
+Explained in :ref:`chapter-model-families`.
 """

@@ -1,12 +1,13 @@
 """Fitting helpers shared by chapter 2's model families: a content hash of a data set and
 a memoised ``fit(data, rng)`` built from ``train(data, seed)``.
 
-Explained in :ref:`chapter-model-families`.
+Explained in :ref:`sec-families-loop`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -15,7 +16,10 @@ import numpy as np
 
 
 def digest(data: Any) -> str:
-    """A content hash of a data set (array, tensor, or list of strings)."""
+    """A content hash of a data set (array, tensor, or list of strings).
+
+    Explained in :ref:`sec-families-loop`.
+    """
     h = hashlib.sha1()
     if isinstance(data, (list, tuple)):
         for item in data:
@@ -29,7 +33,8 @@ def digest(data: Any) -> str:
 
 
 _FIT_CACHE: OrderedDict = OrderedDict()
-_FIT_CACHE_SIZE = 16
+_FIT_CACHE_SIZE = 64  # small models: every fit of one chapter run fits, whatever runs alongside
+_FIT_LOCK = threading.Lock()  # families may train in parallel threads
 
 
 def seeded_fit(train: Callable[[Any, int], Any], config: Hashable) -> Callable[[Any, np.random.Generator], Any]:
@@ -39,20 +44,24 @@ def seeded_fit(train: Callable[[Any, int], Any], config: Hashable) -> Callable[[
     data and rng state give the same model. Identical calls — the generation-0 fit that
     several regimes of one chapter share, since the loop starts every regime from the
     same real sample when the seed is the same — are computed once: results are cached
-    on (``config``, seed, content hash of ``data``), a few entries deep. Models must not
-    be mutated after training.
+    on (``config``, seed, content hash of ``data``), the latest few dozen. Models must not
+    be mutated after training. Safe to call from several threads (two threads asking for
+    the same fit at once may both train it; the results are identical).
+    Explained in :ref:`sec-families-loop`.
     """
 
     def fit(data, rng):
         seed = int(rng.integers(2**62))
         key = (config, seed, digest(data))
-        if key in _FIT_CACHE:
-            _FIT_CACHE.move_to_end(key)
-            return _FIT_CACHE[key]
+        with _FIT_LOCK:
+            if key in _FIT_CACHE:
+                _FIT_CACHE.move_to_end(key)
+                return _FIT_CACHE[key]
         model = train(data, seed)
-        _FIT_CACHE[key] = model
-        while len(_FIT_CACHE) > _FIT_CACHE_SIZE:
-            _FIT_CACHE.popitem(last=False)
+        with _FIT_LOCK:
+            _FIT_CACHE[key] = model
+            while len(_FIT_CACHE) > _FIT_CACHE_SIZE:
+                _FIT_CACHE.popitem(last=False)
         return model
 
     return fit

@@ -20,6 +20,8 @@ along the T grid, vectorised over chains). :func:`hutter_chains` runs the memori
 through the book's recursive loop (:func:`vanishing_tails.core.collapse.recursive_fit`):
 each generation's model generates from its own empirical distribution with the tail
 cut at its ``k`` most frequent items, and the next memoriser trains on that.
+
+Explained in :ref:`sec-families-tale`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from vanishing_tails.core import collapse
 
 
 def zipf(n_items: int, beta: float) -> np.ndarray:
-    """p_i = i^(-beta) / sum_{j<=N} j^(-beta), i = 1..N (rank order: p is decreasing)."""
+    """p_i = i^(-beta) / sum_{j<=N} j^(-beta), i = 1..N (rank order: p is decreasing).
+
+    Explained in :ref:`sec-families-tale`.
+    """
     collapse._check_sizes(n_items=(n_items, 2))
     if not beta > 1:
         raise ValueError(f"beta must be > 1 (a normalisable Zipf tail); got {beta!r}")
@@ -40,7 +45,10 @@ def zipf(n_items: int, beta: float) -> np.ndarray:
 
 
 def cut_tail(p: np.ndarray, k: int) -> np.ndarray:
-    """The tail-cut distribution q_i = p_i 1{i <= k} / sum_{j<=k} p_j (p in rank order)."""
+    """The tail-cut distribution q_i = p_i 1{i <= k} / sum_{j<=k} p_j (p in rank order).
+
+    Explained in :ref:`sec-families-tale`.
+    """
     p = np.asarray(p, dtype=float)
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= p.size:
         raise ValueError(f"k must be an integer in [1, {p.size}]; got {k!r}")
@@ -50,14 +58,20 @@ def cut_tail(p: np.ndarray, k: int) -> np.ndarray:
 
 
 def mix_clean(q: np.ndarray, p: np.ndarray, pi: float) -> np.ndarray:
-    """pi p + (1 - pi) q: a fraction ``pi`` of clean data mixed into the training distribution."""
+    """pi p + (1 - pi) q: a fraction ``pi`` of clean data mixed into the training distribution.
+
+    Explained in :ref:`sec-families-tale`.
+    """
     if not 0.0 <= pi <= 1.0:
         raise ValueError(f"pi must lie in [0, 1]; got {pi!r}")
     return pi * np.asarray(p, dtype=float) + (1 - pi) * np.asarray(q, dtype=float)
 
 
 def expected_error(p: np.ndarray, q: np.ndarray, T) -> np.ndarray:
-    """E[err_T] = sum_i p_i (1 - q_i)^T, exactly, for every T in ``T`` (same shape as ``T``)."""
+    """E[err_T] = sum_i p_i (1 - q_i)^T, exactly, for every T in ``T`` (same shape as ``T``).
+
+    Explained in :ref:`sec-families-tale`.
+    """
     T = np.asarray(T, dtype=float)
     if np.any(T < 0):
         raise ValueError("T must be >= 0")
@@ -69,17 +83,21 @@ def expected_error(p: np.ndarray, q: np.ndarray, T) -> np.ndarray:
 
 
 def tail_mass_beyond(p: np.ndarray, k: int) -> float:
-    """sum_{i>k} p_i: the plateau of the error under a tail cut at rank k."""
+    """sum_{i>k} p_i: the plateau of the error under a tail cut at rank k.
+
+    Explained in :ref:`sec-families-tale`.
+    """
     return float(np.asarray(p)[k:].sum())
 
 
-def simulate_error(p: np.ndarray, q: np.ndarray, T_grid, chains: int, *, seed: int = 0) -> pd.DataFrame:
+def simulate_error(p: np.ndarray, q: np.ndarray, T_grid, chains: int, *, seed: int) -> pd.DataFrame:
     """Test error of the memoriser trained on T i.i.d. samples from q, for each T in ``T_grid``.
 
     One chain is one growing training set: its counts grow by
     ``multinomial(T_j - T_{j-1}, q)`` increments along the sorted grid, so the curve of
     a chain is a real learning curve. The error is sum_i p_i 1{count_i = 0}.
     Returns one row per chain x T: ``chain``, ``T``, ``error``.
+    Explained in :ref:`sec-families-tale`.
     """
     collapse._check_sizes(chains=(chains, 1))
     T_grid = np.asarray(T_grid)
@@ -94,11 +112,13 @@ def simulate_error(p: np.ndarray, q: np.ndarray, T_grid, chains: int, *, seed: i
         prev = T
         rows.append((counts == 0) @ p)
     err = np.stack(rows, axis=1)  # [chains, len(T_grid)]
-    return pd.DataFrame({
-        "chain": np.repeat(np.arange(chains), T_grid.size),
-        "T": np.tile(T_grid, chains),
-        "error": err.ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "chain": np.repeat(np.arange(chains), T_grid.size),
+            "T": np.tile(T_grid, chains),
+            "error": err.ravel(),
+        }
+    )
 
 
 def hutter_chains(
@@ -108,9 +128,9 @@ def hutter_chains(
     chains: int,
     *,
     k: int,
-    regime: str = "replace",
-    real_fraction: float = 0.0,
-    seed: int = 0,
+    regime: str,
+    real_fraction: float,
+    seed: int,
 ) -> pd.DataFrame:
     """The memoriser retrained on its own tail-cut output, generation after generation.
 
@@ -118,8 +138,10 @@ def hutter_chains(
     memorises ``n`` real draws from ``p``; each model generates ``n`` items from its
     empirical distribution restricted to its ``k`` most frequent items (a top-k
     generator: the tail cut of Dohmatob et al.), and the next memoriser trains on them
-    per the ``regime``. Quantities (one value per chain): ``error`` = sum_i p_i
-    1{item i unseen} and ``support`` = number of items known.
+    per the ``regime`` (``"mix"`` with ``real_fraction = 0`` is ``replace``). Quantities
+    (one value per chain): ``error`` = sum_i p_i 1{item i unseen} and ``support`` = number
+    of items known.
+    Explained in :ref:`sec-families-tale`.
     """
     p = np.asarray(p, dtype=float)
     collapse._check_sizes(n=(n, 1), generations=(generations, 0), chains=(chains, 1))
@@ -145,7 +167,16 @@ def hutter_chains(
     def subsample(counts, m, rng):
         return np.stack([rng.multivariate_hypergeometric(row, m) for row in counts])
 
-    return collapse.recursive_fit(fit, sample, measure, real_sample=real_sample, n=n,
-                                  generations=generations, regime=regime,
-                                  real_fraction=real_fraction, concat=lambda parts: sum(parts),
-                                  subsample=subsample, seed=seed)
+    return collapse.recursive_fit(
+        fit,
+        sample,
+        measure,
+        real_sample=real_sample,
+        n=n,
+        generations=generations,
+        regime=regime,
+        real_fraction=real_fraction,
+        concat=lambda parts: sum(parts),
+        subsample=subsample,
+        seed=seed,
+    )

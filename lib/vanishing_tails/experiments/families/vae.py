@@ -3,13 +3,13 @@
 Real data: scikit-learn's bundled 8x8 digits (:func:`vanishing_tails.core.data.digits`,
 Alpaydin & Kaynak 1998), made *imbalanced* so that some digits are rare events: in
 each chain the ten classes get a random order and shares w_r proportional to
-``class_decay ** r`` (rank r = 0..9), so with the default 0.7 the rarest three classes
+``class_decay ** r`` (rank r = 0..9), so with ``class_decay = 0.7`` the rarest three classes
 hold about 6% of the images.
 
 Model (Kingma & Welling 2014): encoder 64 -> h -> (mu, log s^2) in R^latent, decoder
 latent -> h -> 64 grey levels g(z) = sigmoid(f(z)), a Gaussian likelihood
 N(x; g(z), decoder_sd^2 I). Loss per image (the negative ELBO up to a constant):
-|x - g(z)|^2 / (2 decoder_sd^2) + KL(N(mu, s^2) || N(0, I)). A generated image is the
+``||x - g(z)||^2 / (2 decoder_sd^2) + KL(N(mu, s^2) || N(0, I))``. A generated image is the
 decoder's mean g(z) at z ~ N(0, I) (pixel noise is not added). Each generation is trained from a fresh
 initialisation on the data of the regime (:func:`vanishing_tails.core.collapse.recursive_fit`).
 
@@ -24,6 +24,8 @@ share of samples *confidently* classified as that class, so that a blurred blob 
 classifier would call "8" by default counts for no class — relative to its real share
 (by rank); the rarest and the most common ``n_rare`` classes' shares relative to theirs;
 and the Vendi score of the pixels (Friedman & Dieng 2023, cosine kernel).
+
+Explained in :ref:`sec-families-vae`.
 """
 
 from __future__ import annotations
@@ -43,24 +45,41 @@ from .fitting import seeded_fit
 
 @lru_cache(maxsize=1)
 def digit_classifier():
-    """Multinomial logistic regression on all 1,797 real digits (fixed; deterministic)."""
+    """Multinomial logistic regression on all 1,797 real digits (fixed; deterministic).
+
+    Explained in :ref:`sec-families-vae`.
+    """
     from sklearn.linear_model import LogisticRegression
 
     X, y = data.digits()
     return LogisticRegression(C=1.0, max_iter=3000).fit(X.astype(np.float64), y)
 
 
-def class_shares(n_classes: int = 10, class_decay: float = 0.7) -> np.ndarray:
-    """Real share of the class of rank r: class_decay^r / sum_j class_decay^j."""
+def class_shares(n_classes: int, class_decay: float) -> np.ndarray:
+    """Real share of the class of rank r: class_decay^r / sum_j class_decay^j.
+
+    Explained in :ref:`sec-families-vae`.
+    """
     w = class_decay ** np.arange(n_classes)
     return w / w.sum()
 
 
 class BatchedVAE(torch.nn.Module):
-    """``chains`` independent MLP VAEs (64 -> hidden -> latent -> hidden -> 64) in one module."""
+    """``chains`` independent MLP VAEs (64 -> hidden -> latent -> hidden -> 64) in one module.
 
-    def __init__(self, chains: int, d_in: int = 64, hidden: int = 128, latent: int = 8, *,
-                 decoder_sd: float = 0.2, generator: torch.Generator):
+    Explained in :ref:`sec-families-vae`.
+    """
+
+    def __init__(
+        self,
+        chains: int,
+        d_in: int = 64,
+        hidden: int = 128,
+        latent: int = 8,
+        *,
+        decoder_sd: float = 0.2,
+        generator: torch.Generator,
+    ):
         super().__init__()
         self.latent = latent
         self.decoder_sd = decoder_sd
@@ -99,10 +118,23 @@ class BatchedVAE(torch.nn.Module):
         return torch.sigmoid(self.decode_logits(z.to(self.weights[0].device))).cpu()
 
 
-def train_vae(x: torch.Tensor, *, hidden: int, latent: int, steps: int, batch_size: int,
-              lr: float, seed: int, decoder_sd: float = 0.2, device="cpu") -> BatchedVAE:
+def train_vae(
+    x: torch.Tensor,
+    *,
+    hidden: int,
+    latent: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    device,
+    decoder_sd: float = 0.2,
+) -> BatchedVAE:
     """Train ``x.shape[0]`` VAEs, one per chain, on ``x`` ``[C, N, 64]`` with Adam (minibatches drawn
-    with replacement by a generator seeded with ``seed``)."""
+    with replacement by a generator seeded with ``seed``).
+
+    Explained in :ref:`sec-families-vae`.
+    """
     dev = lm.resolve_device(device)
     gen = torch.Generator().manual_seed(seed)
     C, N, D = x.shape
@@ -126,32 +158,45 @@ def vae_chains(
     generations: int,
     chains: int,
     *,
-    regime: str = "replace",
-    real_fraction: float = 0.0,
-    class_decay: float = 0.7,
+    regime: str,
+    real_fraction: float,
+    class_decay: float,
+    steps: int,
+    device,
+    seed: int,
     n_rare: int = 3,
     hidden: int = 128,
     latent: int = 8,
     decoder_sd: float = 0.2,
-    steps: int = 300,
     batch_size: int = 128,
     lr: float = 1e-2,
     n_measure: int = 300,
     snapshot_generations: tuple[int, ...] = (),
-    device="cpu",
-    seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
-    """Recursively retrain a VAE on its own generated digits (module docstring).
+    """Recursively retrain a VAE on its own generated digits, ``chains`` chains at once (module docstring).
+
+    Each chain's class order (which digits are rare) is drawn from ``seed`` (a stream of its
+    own, spawned from it), so two calls with the same seed share the real data and the
+    generation-0 models whatever their regime. ``regime="mix"`` with ``real_fraction = 0``
+    is ``replace``.
 
     Returns ``(frame, snapshots)``: the long frame (``generation``, ``quantity``,
     ``chain``, ``value``) with quantities ``share_rank_r`` (class of rank r, relative to its
     real share), ``rare_share``, ``common_share`` (the ``n_rare`` rarest / most common
     classes, relative), ``vendi``, ``atypical``; and for each generation in
     ``snapshot_generations`` the first 16 generated images of chain 0 ``[16, 8, 8]``.
+    Explained in :ref:`sec-families-vae`.
     """
-    collapse._check_sizes(n=(n, 20), generations=(generations, 0), chains=(chains, 1),
-                          hidden=(hidden, 2), latent=(latent, 1), steps=(steps, 1),
-                          batch_size=(batch_size, 1), n_measure=(n_measure, 10))
+    collapse._check_sizes(
+        n=(n, 20),
+        generations=(generations, 0),
+        chains=(chains, 1),
+        hidden=(hidden, 2),
+        latent=(latent, 1),
+        steps=(steps, 1),
+        batch_size=(batch_size, 1),
+        n_measure=(n_measure, 10),
+    )
     if not 0 < class_decay <= 1:
         raise ValueError(f"class_decay must lie in (0, 1]; got {class_decay!r}")
     if not 1 <= n_rare <= 5:
@@ -159,7 +204,8 @@ def vae_chains(
     X, y = data.digits()
     by_class = [np.flatnonzero(y == c) for c in range(10)]
     shares = class_shares(10, class_decay)
-    order = np.stack([np.random.default_rng([seed, 7, c]).permutation(10) for c in range(chains)])
+    order_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])  # the loop uses children 0, 1
+    order = np.stack([order_rng.permutation(10) for _ in range(chains)])
     clf = digit_classifier()
     snapshots: dict[int, np.ndarray] = {}
 
@@ -167,15 +213,27 @@ def vae_chains(
         out = np.empty((chains, m, 64), dtype=np.float32)
         for c in range(chains):
             counts = rng.multinomial(m, shares)
-            idx = np.concatenate([
-                rng.choice(by_class[order[c, r]], k, replace=k > len(by_class[order[c, r]]))
-                for r, k in enumerate(counts)])
+            idx = np.concatenate(
+                [
+                    rng.choice(by_class[order[c, r]], k, replace=k > len(by_class[order[c, r]]))
+                    for r, k in enumerate(counts)
+                ]
+            )
             out[c] = X[rng.permutation(idx)]
         return torch.from_numpy(out)
 
     def train(x, s):
-        return train_vae(x, hidden=hidden, latent=latent, steps=steps, batch_size=batch_size,
-                         lr=lr, seed=s, decoder_sd=decoder_sd, device=device)
+        return train_vae(
+            x,
+            hidden=hidden,
+            latent=latent,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=s,
+            decoder_sd=decoder_sd,
+            device=device,
+        )
 
     fit = seeded_fit(train, ("vae", hidden, latent, decoder_sd, steps, batch_size, lr, str(device)))
 
@@ -199,8 +257,14 @@ def vae_chains(
         return out
 
     frame = collapse.recursive_fit(
-        fit, sample, measure, real_sample=real_sample, n=n, generations=generations,
-        regime=regime, real_fraction=real_fraction,
+        fit,
+        sample,
+        measure,
+        real_sample=real_sample,
+        n=n,
+        generations=generations,
+        regime=regime,
+        real_fraction=real_fraction,
         concat=lambda parts: torch.cat(parts, dim=1),
         subsample=lambda x, m, rng: x[:, np.sort(rng.choice(x.shape[1], m, replace=False))],
         seed=seed,

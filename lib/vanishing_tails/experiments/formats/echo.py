@@ -1,34 +1,39 @@
 """Pretraining on a format mixture, then RL with a correctness reward (chapter 4, "One format wins").
 
-Two pieces, after Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber"):
+After Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber"). The unit of replication is the
+pretrained model, so everything here works on a :class:`Stack`: several
+:class:`~vanishing_tails.core.lm.TinyTransformer` models of one size held as stacked
+weight tensors (one leading axis, one replica per index) and run as one batched model.
+Each replica keeps its own weights, optimiser moments, gradient clipping and random
+streams, so a replica's numbers do not depend on which others share its stack; the stack
+only saves the per-operation overhead of running tiny models one by one.
 
-* :func:`pretrain` trains a :class:`~vanishing_tails.core.lm.TinyTransformer` from scratch on
-  :func:`vanishing_tails.experiments.formats.task.pretraining_corpus` and caches the weights under
-  ``<build>/cache/checkpoints/<hash>.pt``, the hash taken over everything that determines
-  them (task, mixture, model size, optimiser settings, seed, device type, torch version and
-  the source of ``formats.py`` and ``lm.py``), so a second run of the chapter does not
-  retrain. Writes are atomic (temporary file + ``os.replace``), so concurrent test workers
-  never read half a file.
-* :func:`rl_run` fine-tunes it with a GRPO-style loop: per step, ``batch_problems``
-  held-out problems, ``group_size`` samples each, reward 1 for a correct final answer,
-  and a KL penalty to the pretrained model folded into the reward,
+* :func:`pretrain` trains the models of a list of :class:`PretrainConfig` from scratch on
+  :func:`vanishing_tails.experiments.formats.task.pretraining_corpus` (teacher-forced
+  next-token cross-entropy, AdamW, as :func:`vanishing_tails.core.lm.train_lm`) and caches
+  each one's weights under ``<root>/_build/cache/checkpoints/<hash>.pt``, the hash taken
+  over everything that determines them (task, mixture, model size, optimiser settings,
+  seed, device type, torch version and the source of ``task.py``, ``vocab.py``, this
+  module and ``lm.py``), so a second run of the chapter does not retrain. Writes are
+  atomic (:func:`vanishing_tails.core.io.atomic_write`).
+* :func:`rl_run` fine-tunes a stack of replicas with a GRPO-style loop: per step,
+  ``batch_problems`` held-out problems, ``group_size`` samples each, reward 1 for a
+  correct final answer, and a KL penalty to the replica's pretrained model folded into the
+  reward,
 
   .. math:: \\tilde r(x, y) = r(x, y) - \\beta\\,[\\log\\pi_\\theta(y\\mid x) - \\log\\pi_{\\mathrm{ref}}(y\\mid x)],
 
-  with group-relative advantages :math:`A_i = \\tilde r_i - \\operatorname{mean}_g \\tilde r`
-  (:func:`vanishing_tails.core.rl.group_advantages`, ``normalize=False``) and the
-  policy-gradient loss :math:`-\\sum_i A_i \\log\\pi_\\theta(y_i\\mid x)`. Its fixed point
-  is the KL-regularised optimum :math:`\\pi^*(y\\mid x)\\propto\\pi_{\\mathrm{ref}}(y\\mid x)
-  e^{r(x,y)/\\beta}` (``korbak2022kl``; :func:`vanishing_tails.core.rl.kl_regularised_optimum`),
-  whose format shares :func:`format_optimum` computes.
+  with group-centred advantages and the policy-gradient loss of
+  :func:`vanishing_tails.core.rl.kl_shaped_advantages` and
+  :func:`vanishing_tails.core.rl.policy_gradient_loss`. Its fixed point is the
+  KL-regularised optimum :math:`\\pi^*(y\\mid x)\\propto\\pi_{\\mathrm{ref}}(y\\mid x)
+  e^{r(x,y)/\\beta}` (``korbak2022kl``), whose format shares :func:`format_optimum` computes.
+* :func:`evaluate` samples held-out problems before and after RL (format shares, accuracy
+  by format, pass@k, maj@k); :func:`bandit_pg` is the format choice alone as a bandit;
+  :func:`experiment` runs the chapter's grid of sizes, pretrained models, KL strengths
+  and RL seeds.
 
-Per step it records the share of each format (the library's classifier), pass@1, pass@k,
-maj@k and the KL to the pretrained model, as a tidy frame.
-
-Sampling is :func:`vanishing_tails.core.lm.sample` (the transformer decodes with a key/value
-cache). Also here: :func:`evaluate` (pass@k / maj@k before and after RL),
-:func:`format_optimum` and :func:`bandit_pg` (the analytic companion and its oracle) and
-:func:`experiment` (the chapter's whole grid of sizes, KL strengths and seeds).
+Explained in :ref:`chapter-one-format-wins`.
 """
 
 from __future__ import annotations
@@ -36,8 +41,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,162 +50,487 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from vanishing_tails.core import lm
+from vanishing_tails.core import io, lm
+from vanishing_tails.core.checks import check_beta
 from vanishing_tails.core.metrics import pass_at_k
-from vanishing_tails.core.rl import group_advantages, kl_regularised_optimum
+from vanishing_tails.core.rl import kl_regularised_optimum, kl_shaped_advantages, policy_gradient_loss
+from vanishing_tails.core.seeds import streams
 
 from . import task as fm
+from . import vocab
 
 CACHE_ENV = "VANISHING_TAILS_CACHE"
+CACHE_VERSION = 2  # bump when anything that changes the trained weights changes
+PRETRAIN_LR = 3e-3  # AdamW learning rate of pretraining (not a chapter parameter)
+CLIP = 1.0  # gradient-norm clip of every update, per replica
+EVAL_ROWS = 16384  # sequences sampled at once by evaluate (bounds the key/value cache's memory)
 
 
-# ---------------------------------------------------------------------- pretraining + cache
-CACHE_VERSION = 1  # bump when anything that changes the trained weights changes
-
-
+# ---------------------------------------------------------------------- sizes and configs
 @dataclass(frozen=True)
 class ModelSize:
-    """A TinyTransformer's shape; ``name`` labels it in frames and figures."""
+    """A TinyTransformer's shape; ``name`` labels it in frames and figures.
+
+    Explained in :ref:`sec-formats-pretraining`.
+    """
 
     name: str
     d_model: int
     n_layers: int
-    n_heads: int = 4
+    n_heads: int
 
     def __post_init__(self) -> None:
         if self.d_model < 1 or self.n_layers < 1 or self.n_heads < 1:
             raise ValueError(f"model size {self.name!r}: d_model, n_layers and n_heads must be >= 1")
         if self.d_model % self.n_heads:
-            raise ValueError(f"model size {self.name!r}: d_model ({self.d_model}) must be divisible "
-                             f"by n_heads ({self.n_heads})")
+            raise ValueError(
+                f"model size {self.name!r}: d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Everything that determines a pretrained checkpoint (and so its cache key)."""
+    """Everything that determines a pretrained checkpoint (and so its cache key).
+
+    ``n_corpus`` sequences of the mixture ``proportions`` (over :data:`FORMATS`), ``steps``
+    AdamW steps of ``batch_size`` sequences at learning rate ``lr``. The initial weights,
+    the corpus and the minibatches each come from a stream derived from ``seed``.
+    Explained in :ref:`sec-formats-pretraining`.
+    """
 
     task: fm.Task
     proportions: tuple[float, ...]
     size: ModelSize
-    n_corpus: int = 50_000
-    steps: int = 600
-    batch_size: int = 64
-    lr: float = 3e-3
-    seed: int = 0
+    n_corpus: int
+    steps: int
+    batch_size: int
+    seed: int
+    lr: float = PRETRAIN_LR
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "proportions", tuple(float(x) for x in fm.check_proportions(self.proportions)))
+        p = fm.check_proportions(self.proportions, formats=fm.FORMATS)
+        object.__setattr__(self, "proportions", tuple(float(x) for x in p))
         if self.n_corpus < 1 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("n_corpus, steps and batch_size must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def streams(self) -> tuple[int, int, int]:
+        """The seeds of the initial weights, the corpus and the minibatch order."""
+        init, corpus, batches = np.random.SeedSequence(self.seed).spawn(3)
+        return tuple(int(s.generate_state(1, dtype=np.uint32)[0]) for s in (init, corpus, batches))
 
     def key(self, device: str = "cpu") -> str:
         """sha256 of the configuration (and the device type and torch version, which change the
         floating-point path): the checkpoint's file name."""
         d = asdict(self)
         d["size"].pop("name")  # a label, not part of the weights
-        d.update(version=CACHE_VERSION, device=str(device), torch=torch.__version__.split("+")[0],
-                 code=_code_digest())
+        d.update(version=CACHE_VERSION, device=str(device), torch=torch.__version__.split("+")[0], code=_code_digest())
         blob = json.dumps(d, sort_keys=True, default=list).encode()
         return hashlib.sha256(blob).hexdigest()[:24]
 
 
+def _code_files() -> tuple[Path, ...]:
+    """The source files that build the corpus and train the model: task.py, vocab.py, this
+    module and ``core/lm.py``."""
+    return tuple(Path(m.__file__) for m in (fm, vocab, lm)) + (Path(__file__),)
+
+
 def _code_digest() -> str:
-    """sha256 of the source files that build the corpus and train the model (formats.py,
-    lm.py): editing either invalidates every cached checkpoint instead of serving a stale one."""
+    """sha256 of :func:`_code_files`: editing any of them invalidates every cached checkpoint
+    instead of serving a stale one."""
     h = hashlib.sha256()
-    for mod in (fm, lm):
-        h.update(Path(mod.__file__).read_bytes())
+    for path in _code_files():
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
 def default_cache_dir() -> Path:
-    """``$VANISHING_TAILS_CACHE`` or ``<root>/_build/cache/checkpoints`` with ``<root>`` =
-    ``$VANISHING_TAILS_ROOT`` or the checkout this package lives in."""
+    """``$VANISHING_TAILS_CACHE``, else ``<root>/_build/cache/checkpoints`` with ``<root>``
+    the book's root (:func:`vanishing_tails.core.io.repo_root`).
+
+    Explained in :ref:`sec-formats-pretraining`.
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
-    root = os.environ.get("VANISHING_TAILS_ROOT")
-    root = Path(root) if root else Path(__file__).resolve().parents[2]
-    return root / "_build" / "cache" / "checkpoints"
+    return io.repo_root() / "_build" / "cache" / "checkpoints"
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ---------------------------------------------------------------------- a stack of transformers
+_GLOBAL = {"embed": "embed.weight", "pos": "pos.weight", "norm_w": "norm.weight", "norm_b": "norm.bias",
+           "head_w": "head.weight", "head_b": "head.bias"}  # fmt: skip
+_LAYER = {"norm1_w": "norm1.weight", "norm1_b": "norm1.bias", "qkv_w": "self_attn.in_proj_weight",
+          "qkv_b": "self_attn.in_proj_bias", "out_w": "self_attn.out_proj.weight",
+          "out_b": "self_attn.out_proj.bias", "norm2_w": "norm2.weight", "norm2_b": "norm2.bias",
+          "ff1_w": "linear1.weight", "ff1_b": "linear1.bias", "ff2_w": "linear2.weight",
+          "ff2_b": "linear2.bias"}  # fmt: skip
 
 
-def build(cfg: PretrainConfig, device="cpu") -> lm.TinyTransformer:
-    """The untrained model of ``cfg`` (weights from ``cfg.seed``)."""
-    s = cfg.size
-    return lm.build_model("transformer", len(cfg.task.vocab), seed=cfg.seed, device=device,
-                          d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads,
-                          max_len=cfg.task.seq_len)
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-replica ``x @ w.T + b``: x ``[M, N, i]``, w ``[M, o, i]``, b ``[M, o]``."""
+    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
 
 
-def pretrain(cfg: PretrainConfig, *, cache_dir: str | Path | None | bool = None,
-             device="cpu") -> tuple[lm.TinyTransformer, dict]:
-    """Train ``cfg``'s model from scratch on its format mixture, or load it from the cache.
+def _norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:]), w.unsqueeze(1))
 
-    Teacher-forced next-token training (:func:`vanishing_tails.core.lm.train_lm`) on
-    ``cfg.n_corpus`` sequences of :func:`~vanishing_tails.experiments.formats.task.pretraining_corpus`.
-    ``cache_dir=None`` uses :func:`default_cache_dir`; ``False`` disables the cache.
-    On the CPU the same ``cfg`` gives bit-identical weights (tested), so a cached
-    checkpoint is exactly what retraining would give. Returns (model in eval mode,
-    info with ``cached``, ``key``, ``loss``, ``n_parameters``).
+
+class Stack:
+    """``M`` TinyTransformers of one size as stacked weights ``{name: [M, ...]}``, run as one.
+
+    The arithmetic is that of :class:`vanishing_tails.core.lm.TinyTransformer` (pre-norm
+    layers, exact GELU, learned positions), per replica: a batch has a leading replica
+    axis, ``[M, B, T]``. :meth:`model` and :meth:`state_dict` convert one replica back to a
+    TinyTransformer. Explained in :ref:`sec-formats-pretraining`.
     """
+
+    def __init__(self, params: dict[str, torch.Tensor], size: ModelSize):
+        self.params = params
+        self.size = size
+
+    @classmethod
+    def from_state_dicts(cls, states: Sequence[Mapping[str, torch.Tensor]], size: ModelSize, device="cpu") -> Stack:
+        """Stack TinyTransformer state dicts (all of ``size``)."""
+        dev = lm.resolve_device(device)
+
+        def st(key: str) -> torch.Tensor:
+            return torch.stack([s[key].detach() for s in states]).to(dev).clone()
+
+        params = {k: st(v) for k, v in _GLOBAL.items()}
+        for i in range(size.n_layers):
+            params.update({f"{i}.{k}": st(f"blocks.layers.{i}.{v}") for k, v in _LAYER.items()})
+        return cls(params, size)
+
+    def __len__(self) -> int:
+        return self.params["embed"].shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.params["embed"].device
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.params.values())
+
+    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Replica ``i``'s weights as a TinyTransformer state dict (detached, on the CPU)."""
+        out = {v: self.params[k][i].detach().cpu().clone() for k, v in _GLOBAL.items()}
+        for j in range(self.size.n_layers):
+            out.update(
+                {f"blocks.layers.{j}.{v}": self.params[f"{j}.{k}"][i].detach().cpu().clone() for k, v in _LAYER.items()}
+            )
+        return out
+
+    def model(self, i: int) -> lm.TinyTransformer:
+        """Replica ``i`` as a TinyTransformer (eval mode)."""
+        s = self.size
+        V, max_len = self.params["embed"].shape[1], self.params["pos"].shape[1]
+        m = lm.TinyTransformer(V, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=max_len)
+        m.load_state_dict(self.state_dict(i))
+        return m.eval()
+
+    def take(self, index: Sequence[int], *, trainable: bool = False) -> Stack:
+        """A new stack of the replicas ``index`` (repeats allowed), with copied weights;
+        ``trainable=True`` makes them leaves that require gradients."""
+        idx = torch.as_tensor(list(index), dtype=torch.long, device=self.device)
+        params = {k: v.detach().index_select(0, idx).clone().requires_grad_(trainable) for k, v in self.params.items()}
+        return Stack(params, self.size)
+
+    # -- the forward pass
+    def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """Token plus position embeddings of ``tokens`` ``[M, B, T]`` at positions
+        ``start, ..., start + T - 1``, as ``[M, B*T, d]``."""
+        M, B, T = tokens.shape
+        if start + T > self.params["pos"].shape[1]:
+            raise ValueError(f"sequence length {start + T} exceeds max_len {self.params['pos'].shape[1]}")
+        V, d = self.params["embed"].shape[1:]
+        offset = (torch.arange(M, device=tokens.device) * V).view(M, 1, 1)
+        x = F.embedding(tokens + offset, self.params["embed"].reshape(M * V, d))
+        return (x + self.params["pos"][:, start : start + T].unsqueeze(1)).reshape(M, B * T, d)
+
+    def _layer(self, i: int, x: torch.Tensor, B: int, T: int, attend) -> torch.Tensor:
+        """Layer ``i`` on ``x`` ``[M, B*T, d]``; ``attend(q, k, v)`` (each ``[M*B, H, T, dh]``)
+        does the attention and may extend k and v with cached or shared positions."""
+        M, _, d = x.shape
+        H = self.size.n_heads
+        p = {k: self.params[f"{i}.{k}"] for k in _LAYER}
+        qkv = _linear(_norm(x, p["norm1_w"], p["norm1_b"]), p["qkv_w"], p["qkv_b"])
+        q, k, v = qkv.view(M * B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)
+        att = attend(q, k, v)
+        x = x + _linear(att.transpose(1, 2).reshape(M, B * T, d), p["out_w"], p["out_b"])
+        h = F.gelu(_linear(_norm(x, p["norm2_w"], p["norm2_b"]), p["ff1_w"], p["ff1_b"]))
+        return x + _linear(h, p["ff2_w"], p["ff2_b"])
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        return _linear(_norm(x, p["norm_w"], p["norm_b"]), p["head_w"], p["head_b"])
+
+    def _prefix(self, prefix: torch.Tensor):
+        """Run ``prefix`` ``[M, B, P]``: (last hidden state ``[M, B, d]``, per layer (k, v))."""
+        M, B, P = prefix.shape
+        x = self._embed(prefix.to(self.device), 0)
+        mask = _causal(P, P, x.device)
+        kv = []
+
+        def attend(q, k, v):
+            kv.append((k, v))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+        for i in range(self.size.n_layers):
+            x = self._layer(i, x, B, P, attend)
+        return x.view(M, B, P, -1)[:, :, -1], kv
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``[M, B, T, V]`` for tokens ``[M, B, T]`` (causal)."""
+        M, B, T = tokens.shape
+        x = self._embed(tokens.to(self.device), 0)
+        mask = _causal(T, T, x.device)
+        for i in range(self.size.n_layers):
+            x = self._layer(i, x, B, T, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        return self._head(x).view(M, B, T, -1)
+
+    def completion_logits(self, prompts: torch.Tensor, completions: torch.Tensor, group: int) -> torch.Tensor:
+        """Logits ``[M, B*group, L, V]`` of each completion token given the prompt and the
+        completion so far, for ``prompts`` ``[M, B, P]`` and ``completions``
+        ``[M, B*group, L]`` (``group`` completions per prompt, contiguous).
+
+        Equal to :meth:`logits` on the concatenated sequences, but each prompt is run once
+        for its whole group (its keys and values are shared), which saves the prompt's
+        share of the compute.
+        """
+        M, B, P = prompts.shape
+        L = completions.shape[-1]
+        last, kv = self._prefix(prompts)
+        first = self._head(last).repeat_interleave(group, dim=1).unsqueeze(2)  # predicts token 0
+        if L == 1:
+            return first
+        x = self._embed(completions[..., :-1].to(self.device), P)
+        mask = _causal(L - 1, P + L - 1, x.device)
+        for i in range(self.size.n_layers):
+            kp, vp = (_repeat_rows(t, M, group) for t in kv[i])
+
+            def attend(q, k, v, kp=kp, vp=vp):
+                return F.scaled_dot_product_attention(q, torch.cat([kp, k], 2), torch.cat([vp, v], 2), attn_mask=mask)
+
+            x = self._layer(i, x, B * group, L - 1, attend)
+        rest = self._head(x).view(M, B * group, L - 1, -1)
+        return torch.cat([first, rest], dim=2)
+
+    def init_state(self, prefix: torch.Tensor, group: int = 1, room: int = 0):
+        """Run the prefix ``[M, B, P]``; return (next-token logits ``[M, B*group, V]``, state).
+        Each prefix row is repeated ``group`` times (contiguously) after its keys and values
+        are computed once; the state's caches have space for ``room`` more positions."""
+        M, B, P = prefix.shape
+        last, kv = self._prefix(prefix)
+        caches = []
+        for k, v in kv:
+            buf = k.new_empty(2, M * B * group, k.shape[1], P + room, k.shape[3])
+            buf[0, :, :, :P] = _repeat_rows(k, M, group)
+            buf[1, :, :, :P] = _repeat_rows(v, M, group)
+            caches.append(buf)
+        return self._head(last).repeat_interleave(group, dim=1), (caches, P)
+
+    def step(self, token: torch.Tensor, state):
+        """One new token ``[M, B]`` per row; returns (next-token logits ``[M, B, V]``, state)."""
+        caches, pos = state
+        M, B = token.shape
+        if pos >= caches[0].shape[3]:
+            raise ValueError(f"the state has room for {caches[0].shape[3]} positions; init_state(room=...) more")
+        x = self._embed(token.to(self.device)[:, :, None], pos)
+        for i in range(self.size.n_layers):
+            buf = caches[i]
+
+            def attend(q, k, v, buf=buf):
+                buf[0, :, :, pos : pos + 1] = k
+                buf[1, :, :, pos : pos + 1] = v
+                return F.scaled_dot_product_attention(q, buf[0, :, :, : pos + 1], buf[1, :, :, : pos + 1])
+
+            x = self._layer(i, x, B, 1, attend)
+        return self._head(x), (caches, pos + 1)
+
+
+def _causal(T: int, S: int, device) -> torch.Tensor:
+    """Boolean attention mask ``[T, S]`` for ``T`` new positions after ``S - T`` visible ones."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)
+
+
+def _repeat_rows(t: torch.Tensor, M: int, group: int) -> torch.Tensor:
+    """``[M*B, ...]`` -> ``[M*B*group, ...]``, each row repeated ``group`` times in place."""
+    return t.view(M, -1, *t.shape[1:]).repeat_interleave(group, dim=1).flatten(0, 1)
+
+
+def _clip_per_replica(params: Sequence[torch.Tensor], max_norm: float) -> None:
+    """``clip_grad_norm_`` for every replica of a stack separately (leading axis)."""
+    sq = sum(p.grad.detach().pow(2).flatten(1).sum(1) for p in params)
+    scale = torch.clamp(max_norm / (sq.sqrt() + 1e-6), max=1.0)
+    for p in params:
+        p.grad.mul_(scale.view(-1, *[1] * (p.ndim - 1)))
+
+
+def sequence_logprob(
+    stack: Stack, prompts: torch.Tensor, completions: torch.Tensor, group: int, pad_id: int
+) -> torch.Tensor:
+    """log pi(completion | prompt) ``[M, B*group]`` of ``completions`` ``[M, B*group, L]``
+    (``group`` per prompt of ``prompts`` ``[M, B, P]``); PAD never counts; differentiable.
+
+    Explained in :ref:`sec-formats-rl`.
+    """
+    completions = completions.to(stack.device)
+    logp = torch.log_softmax(stack.completion_logits(prompts, completions, group).float(), dim=-1)
+    tok = logp.gather(-1, completions.unsqueeze(-1)).squeeze(-1)
+    return (tok * (completions != pad_id)).sum(-1)
+
+
+@torch.no_grad()
+def sample(
+    stack: Stack,
+    prefix: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    generators: Sequence[torch.Generator],
+    eos_id: int,
+    pad_id: int,
+    group: int = 1,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Ancestral sampling from every replica: ``prefix`` ``[M, B, P]`` -> ``[M, B*group, P + new]``.
+
+    Each prefix row is sampled ``group`` times (contiguous rows). Replica ``m`` draws its
+    tokens by inverse-CDF sampling from uniforms of its own ``generators[m]`` (CPU), so its
+    samples do not depend on the other replicas. After EOS a row is PAD.
+    Explained in :ref:`sec-formats-rl`.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    M, B, P = prefix.shape
+    if len(generators) != M:
+        raise ValueError(f"need one generator per replica ({M}), got {len(generators)}")
+    logits, state = stack.init_state(prefix, group, room=max_new_tokens)
+    rows = B * group
+    out = [prefix.repeat_interleave(group, dim=1).cpu()]
+    done = torch.zeros(M, rows, dtype=torch.bool)
+    for i in range(max_new_tokens):
+        cdf = torch.softmax(logits.double() / temperature, dim=-1).cpu().cumsum(-1)
+        u = torch.stack([torch.rand(rows, generator=g, dtype=torch.float64) for g in generators])
+        nxt = torch.searchsorted(cdf, (u * cdf[..., -1]).unsqueeze(-1), right=True).squeeze(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt.clamp_(max=cdf.shape[-1] - 1))
+        out.append(nxt.unsqueeze(-1))
+        done |= nxt == eos_id
+        if bool(done.all()):
+            break
+        if i < max_new_tokens - 1:
+            logits, state = stack.step(nxt, state)
+    seq = torch.cat(out, dim=-1)
+    short = P + max_new_tokens - seq.shape[-1]
+    return F.pad(seq, (0, short), value=pad_id) if short else seq
+
+
+# ---------------------------------------------------------------------- pretraining + cache
+def _load(path: Path | None):
+    if path is None or not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        return blob["state"], float(blob["loss"])
+    except Exception:  # a corrupt or foreign file: retrain and overwrite it
+        return None
+
+
+def _train(cfgs: Sequence[PretrainConfig], device: torch.device) -> tuple[Stack, list[float]]:
+    """Pretrain ``cfgs`` (one size and one task; they differ in seed) as one stack."""
+    c0 = cfgs[0]
+    seeds = [c.streams() for c in cfgs]
+    V, T = len(c0.task.vocab), c0.task.seq_len
+    s = c0.size
+    inits = [
+        lm.build_model(
+            "transformer", V, seed=init, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=T
+        ).state_dict()
+        for init, _, _ in seeds
+    ]
+    stack = Stack.from_state_dicts(inits, s, device).take(range(len(cfgs)), trainable=True)
+    data = torch.stack(
+        [fm.pretraining_corpus(c.task, c.n_corpus, c.proportions, seed=cs)[0] for c, (_, cs, _) in zip(cfgs, seeds)]
+    )
+    gens = [torch.Generator().manual_seed(bs) for _, _, bs in seeds]
+    pad = c0.task.vocab.pad_id
+    params = stack.parameters()
+    # not fused: the fused CPU kernel rounds a tensor's scalar tail differently, which would
+    # make a replica's weights depend on how many others share its stack
+    opt = torch.optim.AdamW(params, lr=c0.lr, weight_decay=0.0, foreach=False)
+    rows = torch.arange(len(cfgs))[:, None]
+    for _ in range(c0.steps):
+        idx = torch.stack([torch.randint(c0.n_corpus, (c0.batch_size,), generator=g) for g in gens])
+        batch = data[rows, idx].to(device)
+        logits = stack.logits(batch[..., :-1])
+        target = batch[..., 1:]
+        nll = F.cross_entropy(logits.flatten(0, 2), target.flatten(), reduction="none").view(target.shape)
+        mask = target != pad
+        loss = (nll * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        _clip_per_replica(params, CLIP)
+        opt.step()
+    return stack.take(range(len(cfgs))), [float(x) for x in loss.detach()]
+
+
+def pretrain(
+    cfgs: Sequence[PretrainConfig], *, cache_dir: str | Path | None | bool = None, device="cpu"
+) -> tuple[Stack, list[dict]]:
+    """Pretrain the models of ``cfgs`` (one size and task; typically different seeds), or load
+    them from the cache; return them as one :class:`Stack` and one info dict per model
+    (``cached``, ``key``, ``loss`` (the last step's), ``n_parameters``).
+
+    The uncached models are trained together as a stack; each has its own initial weights,
+    corpus, minibatches, AdamW moments and gradient clipping, so its weights are those a
+    training run of its own would give (on the CPU, bit for bit; tested).
+    ``cache_dir=None`` uses :func:`default_cache_dir`; ``False`` disables the cache.
+    Explained in :ref:`sec-formats-pretraining`.
+    """
+    cfgs = list(cfgs)
+    if not cfgs:
+        raise ValueError("pretrain needs at least one configuration")
+    shared = {(c.task, c.size.d_model, c.size.n_layers, c.size.n_heads, c.n_corpus, c.steps, c.batch_size, c.lr)
+              for c in cfgs}  # fmt: skip
+    if len(shared) != 1:
+        raise ValueError("pretrain stacks models of one task, size and optimiser setting; got several")
     dev = lm.resolve_device(device)
-    key = cfg.key(dev.type)
-    path = None
-    if cache_dir is not False:
-        path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = path / f"{key}.pt"
-    model = build(cfg, dev)
-    if path is not None and path.exists():
-        try:
-            blob = torch.load(path, map_location=dev, weights_only=True)
-            model.load_state_dict(blob["state"])
-            model.eval()
-            return model, {"cached": True, "key": key, "loss": float(blob["loss"]),
-                           "n_parameters": lm.n_parameters(model)}
-        except Exception:  # a corrupt or foreign file: retrain and overwrite it
-            model = build(cfg, dev)
-    data, _ = fm.pretraining_corpus(cfg.task, cfg.n_corpus, cfg.proportions, seed=cfg.seed)
-    log = lm.train_lm(model, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                      seed=cfg.seed + 1)
-    loss = float(log["loss"].iloc[-1])
-    if path is not None:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _atomic_save({"state": state, "loss": loss}, path)
-    model.eval()
-    return model, {"cached": False, "key": key, "loss": loss, "n_parameters": lm.n_parameters(model)}
+    keys = [c.key(dev.type) for c in cfgs]
+    folder = None if cache_dir is False else (Path(cache_dir) if cache_dir is not None else default_cache_dir())
+    paths = [None if folder is None else folder / f"{k}.pt" for k in keys]
+    found = [_load(p) for p in paths]
+    states: list = [f[0] if f else None for f in found]
+    losses: list = [f[1] if f else None for f in found]
+    todo = [i for i, f in enumerate(found) if f is None]
+    if todo:
+        trained, trained_loss = _train([cfgs[i] for i in todo], dev)
+        for j, i in enumerate(todo):
+            states[i], losses[i] = trained.state_dict(j), trained_loss[j]
+            if paths[i] is not None:
+                blob = {"state": states[i], "loss": losses[i]}
+                io.atomic_write(paths[i], lambda f, blob=blob: torch.save(blob, f))
+    stack = Stack.from_state_dicts(states, cfgs[0].size, dev)
+    n_par = sum(v[0].numel() for v in stack.params.values())
+    return stack, [
+        {"cached": i not in todo, "key": keys[i], "loss": losses[i], "n_parameters": n_par} for i in range(len(cfgs))
+    ]
 
 
 # ---------------------------------------------------------------------- reading a policy
 @torch.no_grad()
-def format_probabilities(task: fm.Task, model: torch.nn.Module, prompts: torch.Tensor,
-                         batch: int = 1024) -> np.ndarray:
-    """Exact probability of each format (and of "other") per prompt, ``[N, len(FORMATS)+1]``.
+def format_probabilities(task: fm.Task, stack: Stack, prompts: torch.Tensor) -> np.ndarray:
+    """Exact probability of each format (and of "other") per replica and prompt,
+    ``[M, N, len(FORMATS) + 1]`` for prompts ``[M, N, P]``.
 
-    The format is fixed by the first completion token (:func:`formats.classify`), so
-    P(format | x) is a sum over the next-token distribution after the prompt.
+    The format is fixed by the first completion token (:func:`task.classify
+    <vanishing_tails.experiments.formats.task.classify>`), so P(format | x) is a sum over
+    the next-token distribution after the prompt.
+    Explained in :ref:`sec-formats-rl`.
     """
-    dev = next(model.parameters()).device
-    groups = [task.ids.first[f] for f in fm.FORMATS]
-    out = []
-    for i in range(0, len(prompts), batch):
-        p = torch.softmax(model(prompts[i:i + batch].to(dev))[:, -1].float(), -1).cpu().numpy()
-        cols = [p[:, g].sum(1) for g in groups]
-        cols.append(1.0 - np.sum(cols, axis=0))
-        out.append(np.stack(cols, 1))
-    return np.clip(np.concatenate(out), 0.0, 1.0)
+    last, _ = stack._prefix(prompts)
+    p = torch.softmax(stack._head(last).double(), -1).cpu().numpy()
+    cols = [p[..., task.ids.first[f]].sum(-1) for f in fm.FORMATS]
+    cols.append(1.0 - np.sum(cols, axis=0))
+    return np.clip(np.stack(cols, -1), 0.0, 1.0)
 
 
 def _majority_correct(answers: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -221,30 +550,37 @@ def _majority_correct(answers: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Samples:
-    """G samples for each of N prompts: ``seq`` [N*G, T], ``fmt`` [N*G], ``answer``, ``reward``."""
+    """G samples for each of N prompts of one replica: ``fmt`` [N*G] (index into
+    ``FORMATS + (OTHER,)``), ``answer`` [N*G], ``reward`` [N*G] (1 if correct).
 
-    seq: torch.Tensor
+    Explained in :ref:`sec-formats-rl`.
+    """
+
     fmt: np.ndarray
     answer: np.ndarray
     reward: np.ndarray
     group: int
 
+    def take(self, rows: np.ndarray) -> Samples:
+        return Samples(self.fmt[rows], self.answer[rows], self.reward[rows], self.group)
 
-def draw(task: fm.Task, model, prompts: torch.Tensor, truth: np.ndarray, group: int, *,
-         generator: torch.Generator, temperature: float = 1.0) -> Samples:
-    """``group`` samples per prompt (contiguous), classified and checked."""
-    rep = prompts.repeat_interleave(group, 0)
-    seq = lm.sample(model, rep, task.max_completion_len, generator=generator,
-                    temperature=temperature, eos_id=task.vocab.eos_id, pad_id=task.vocab.pad_id)
-    comp = seq[:, task.prompt_len:]
-    ans = fm.extract_answers(task, comp)
-    truth = np.repeat(np.asarray(truth), group)
-    return Samples(seq, fm.classify(task, comp), ans, (ans == truth).astype(float), group)
+
+def _read(task: fm.Task, seq: torch.Tensor, truth: np.ndarray, group: int) -> list[Samples]:
+    """Classify and check sampled sequences ``[M, N*G, T]`` against ``truth`` ``[M, N]``."""
+    M, R, _ = seq.shape
+    comp = seq[..., task.prompt_len :].reshape(M * R, -1)
+    fmt = fm.classify(task, comp).reshape(M, R)
+    ans = fm.extract_answers(task, comp).reshape(M, R)
+    reward = (ans == np.repeat(np.asarray(truth), group, axis=-1)).astype(float)
+    return [Samples(fmt[m], ans[m], reward[m], group) for m in range(M)]
 
 
 def summarise(s: Samples, truth: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
     """Format shares, accuracy by format, pass@k (unbiased, Chen et al. 2021) and maj@k for
-    each k in ``ks`` (majority vote over the first k samples of each prompt)."""
+    each k in ``ks`` (majority vote over the first k samples of each prompt).
+
+    Explained in :ref:`sec-formats-cost`.
+    """
     G = s.group
     n = len(s.reward) // G
     r = s.reward.reshape(n, G)
@@ -262,164 +598,220 @@ def summarise(s: Samples, truth: np.ndarray, ks: Sequence[int]) -> dict[str, flo
     return out
 
 
-# ---------------------------------------------------------------------- RL
-def policy_gradient_loss(logp: torch.Tensor, logp_ref: torch.Tensor, rewards: torch.Tensor,
-                         beta: float, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The GRPO-style loss with the KL penalty folded into the reward (module docstring).
+# ---------------------------------------------------------------------- evaluation
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured for each replica: ``rows`` (one dict of summaries per
+    replica), and per prompt the exact format probabilities ``p_format`` ``[M, N, F+1]``
+    and the sampled share of each format that is also correct, ``correct_mass``
+    ``[M, N, F]`` (an unbiased estimate of P(format, correct | x)).
 
-    ``logp`` [N] (differentiable) and ``logp_ref`` [N] are sequence log-probabilities of
-    N = problems x ``group_size`` samples, grouped contiguously; ``rewards`` [N].
-    Returns (loss, per-sample log pi - log pi_ref, whose mean estimates KL(pi || pi_ref)).
-    The language-model loop :func:`rl_run` and the format bandit :func:`bandit_pg` both
-    use it, so the oracle checks the code the chapter runs.
+    Explained in :ref:`sec-formats-analytic`.
     """
-    check_beta(beta)
-    log_ratio = logp.detach() - logp_ref
-    shaped = rewards - beta * log_ratio
-    adv = group_advantages(shaped.view(-1, group_size), normalize=False).reshape(-1)
-    return -(adv * logp).mean(), log_ratio
+
+    rows: list[dict[str, float]]
+    p_format: np.ndarray
+    correct_mass: np.ndarray
 
 
-def check_beta(beta, name: str = "beta") -> float:
-    """A KL strength must be a positive number."""
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating)) or not beta > 0:
-        raise ValueError(f"{name} (the KL strength) must be > 0; got {beta!r}")
-    return float(beta)
+def evaluate(
+    task: fm.Task,
+    stack: Stack,
+    problems: fm.Problems,
+    *,
+    samples: int,
+    seeds: Sequence[int],
+    ks: Sequence[int] | None = None,
+    temperature: float = 1.0,
+    subsets: Mapping[str, np.ndarray] | None = None,
+) -> Evaluation:
+    """Sample ``samples`` completions of each of ``problems`` from every replica (replica
+    ``m`` with ``seeds[m]``) and summarise them (:func:`summarise`: shares, accuracy by
+    format, pass@k and maj@k for ``ks``, default the powers of two up to ``samples``),
+    plus the exact format probabilities ``p_<format>`` (mean over problems).
+
+    ``subsets`` maps a name to a boolean mask over ``problems``; each subset's summary is
+    added with keys ``<name>/<quantity>`` (from the same samples).
+    Explained in :ref:`sec-formats-cost`.
+    """
+    if len(seeds) != len(stack):
+        raise ValueError(f"need one evaluation seed per replica ({len(stack)}), got {len(seeds)}")
+    ks = list(ks) if ks is not None else [2**i for i in range(20) if 2**i <= samples]
+    N = len(problems)
+    masks = {}
+    for name, mask in (subsets or {}).items():
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (N,):
+            raise ValueError(f"subset {name!r} must be a mask over the {N} problems")
+        masks[name] = mask
+    prompts = fm.encode_prompts(task, problems)
+    chunk = max(1, EVAL_ROWS // (N * samples))
+    rows, pf_all, mass_all = [], [], []
+    for lo in range(0, len(stack), chunk):
+        part = stack.take(range(lo, min(lo + chunk, len(stack))))
+        M = len(part)
+        pr = prompts.unsqueeze(0).expand(M, -1, -1)
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds[lo : lo + M]]
+        seq = sample(
+            part,
+            pr,
+            task.max_completion_len,
+            generators=gens,
+            eos_id=task.vocab.eos_id,
+            pad_id=task.vocab.pad_id,
+            group=samples,
+            temperature=temperature,
+        )
+        pf = format_probabilities(task, part, pr)
+        for m, s in enumerate(_read(task, seq, np.broadcast_to(problems.answer, (M, N)), samples)):
+            row = summarise(s, problems.answer, ks)
+            row.update({f"p_{f}": float(v) for f, v in zip((*fm.FORMATS, fm.OTHER), pf[m].mean(0))})
+            for name, mask in masks.items():
+                if mask.any():
+                    sub = s.take(np.repeat(mask, samples))
+                    row.update({f"{name}/{q}": v for q, v in summarise(sub, problems.answer[mask], ks).items()})
+            rows.append(row)
+            hit = (s.fmt[:, None] == np.arange(len(fm.FORMATS))) & (s.reward[:, None] > 0)
+            mass_all.append(hit.reshape(N, samples, -1).mean(1))
+        pf_all.append(pf)
+    return Evaluation(rows, np.concatenate(pf_all), np.stack(mass_all))
 
 
+# ---------------------------------------------------------------------- RL
 @dataclass(frozen=True)
 class RLConfig:
-    """One RL run: ``steps`` updates of ``batch_problems`` problems x ``group_size`` samples."""
+    """The settings every replica of an RL run shares: ``steps`` updates of
+    ``batch_problems`` problems x ``group_size`` samples, Adam at learning rate ``lr``
+    (0 freezes the policy: the chapter's null control).
 
-    beta: float
-    steps: int = 40
-    batch_problems: int = 16
-    group_size: int = 8
-    lr: float = 1e-3
+    Explained in :ref:`sec-formats-rl`.
+    """
+
+    steps: int
+    batch_problems: int
+    group_size: int
+    lr: float
     temperature: float = 1.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        check_beta(self.beta)
         if self.steps < 1 or self.batch_problems < 1:
             raise ValueError("steps and batch_problems must be >= 1")
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2 (GRPO compares samples), got {self.group_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.lr >= 0:
+            raise ValueError(f"lr must be >= 0, got {self.lr}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
-def evaluate(task: fm.Task, model: torch.nn.Module, problems: fm.Problems, *, samples: int = 32,
-             ks: Sequence[int] | None = None, seed: int = 0, temperature: float = 1.0,
-             subsets: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
-    """Sample ``samples`` completions for each of ``problems`` and summarise them
-    (:func:`summarise`: shares, accuracy by format, pass@k and maj@k for ``ks``, default the
-    powers of two up to ``samples``) plus the exact format probabilities ``p_<format>``.
+def rl_run(
+    task: fm.Task,
+    refs: Stack,
+    problems: fm.Problems,
+    cfg: RLConfig,
+    *,
+    betas: Sequence[float],
+    seeds: Sequence[int],
+    ks: Sequence[int] = (1, 4),
+    progress: Callable[[int], None] | None = None,
+) -> tuple[pd.DataFrame, Stack]:
+    """GRPO-style RL of one policy per replica of ``refs``, started from it and penalised
+    towards it with KL strength ``betas[m]``; replica ``m`` visits ``problems`` in the order
+    of ``seeds[m]`` and samples with a generator seeded by it.
 
-    ``subsets`` maps a name to a boolean mask over ``problems``; each subset's summary is
-    added with keys ``<name>/<quantity>`` (from the same samples).
-    """
-    ks = list(ks) if ks is not None else [2**i for i in range(20) if 2**i <= samples]
-    prompts = fm.encode_prompts(task, problems)
-    s = draw(task, model, prompts, problems.answer, samples,
-             generator=torch.Generator().manual_seed(seed), temperature=temperature)
-    row = summarise(s, problems.answer, ks)
-    pf = format_probabilities(task, model, prompts).mean(0)
-    row.update({f"p_{f}": float(v) for f, v in zip((*fm.FORMATS, fm.OTHER), pf)})
-    for name, mask in (subsets or {}).items():
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (len(problems),):
-            raise ValueError(f"subset {name!r} must be a mask over the {len(problems)} problems")
-        if not mask.any():
-            continue
-        rows = np.repeat(mask, samples)
-        sub = Samples(s.seq[torch.as_tensor(rows)], s.fmt[rows], s.answer[rows], s.reward[rows], samples)
-        row.update({f"{name}/{q}": v for q, v in summarise(sub, problems.answer[mask], ks).items()})
-    return row
-
-
-def rl_run(task: fm.Task, ref_model: torch.nn.Module, problems: fm.Problems, cfg: RLConfig, *,
-           ks: Sequence[int] = (1, 4)) -> tuple[pd.DataFrame, torch.nn.Module]:
-    """GRPO-style RL from ``ref_model`` on ``problems`` (the RL set, visited in a seeded order).
-
-    Returns ``(steps, policy)``. ``steps`` has one row per step x quantity (long form;
-    columns ``step``, ``epoch`` (problems seen before the step / len(problems)),
-    ``quantity``, ``value``): on the step's own samples the format shares
+    Returns ``(steps, policies)``. ``steps`` has one row per replica x step x quantity
+    (long form; columns ``replica``, ``step``, ``epoch`` (problems seen before the step /
+    len(problems)), ``quantity``, ``value``): on the step's own samples the format shares
     ``share_<format>``, accuracy by format ``acc_<format>``, pass@1 (= mean reward),
     pass@k and maj@k for ``k`` in ``ks`` (k <= group_size), and ``kl``, the mean of
     log pi - log pi_ref (an unbiased estimate of KL(pi || pi_ref) on the step's prompts);
     on the step's prompts the exact format probabilities ``p_<format>``
     (:func:`format_probabilities`). Everything is measured *before* the step's update, so
-    step 0 describes the pretrained model. The reference model is never modified.
+    step 0 describes the pretrained model. ``refs`` is never modified.
+    Explained in :ref:`sec-formats-rl`.
     """
-    dev = next(ref_model.parameters()).device
-    policy = copy_model(ref_model)
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    R = len(refs)
+    betas = np.array([check_beta(b, "betas") for b in betas])
+    if len(betas) != R or len(seeds) != R:
+        raise ValueError(f"need one beta and one seed per replica ({R}); got {len(betas)} and {len(seeds)}")
+    policy = refs.take(range(R), trainable=True)
+    params = policy.parameters()
+    opt = torch.optim.Adam(params, lr=cfg.lr, foreach=False)  # not fused: see _train
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     n = len(problems)
     G, B, P = cfg.group_size, cfg.batch_problems, task.prompt_len
-    order = np.concatenate([rng.permutation(n) for _ in range(cfg.steps * B // n + 1)])
+    passes = cfg.steps * B // n + 1
+    order = np.stack(
+        [np.concatenate([rng.permutation(n) for _ in range(passes)]) for rng in map(np.random.default_rng, seeds)]
+    )
     prompts_all = fm.encode_prompts(task, problems)
+    pad = task.vocab.pad_id
     ks = [k for k in ks if k <= G]
+    groups = {float(b): torch.as_tensor(np.flatnonzero(betas == b)) for b in np.unique(betas)}
     rows = []
     for step in range(cfg.steps):
-        idx = order[step * B:(step + 1) * B]
-        prompts = prompts_all[idx]
+        idx = order[:, step * B : (step + 1) * B]
+        prompts = prompts_all[torch.as_tensor(idx)]
         truth = problems.answer[idx]
-        pf = format_probabilities(task, policy, prompts).mean(0)
-        s = draw(task, policy, prompts, truth, G, generator=gen, temperature=cfg.temperature)
-        seq = s.seq.to(dev)
-        span = torch.zeros_like(seq, dtype=torch.bool)
-        span[:, P:] = True
-        policy.train()
-        logp = lm.sequence_logprob(policy, seq, span)
+        pf = format_probabilities(task, policy, prompts).mean(1)
+        seq = sample(
+            policy,
+            prompts,
+            task.max_completion_len,
+            generators=gens,
+            eos_id=task.vocab.eos_id,
+            pad_id=pad,
+            group=G,
+            temperature=cfg.temperature,
+        )
+        got = _read(task, seq, truth, G)
+        comp = seq[..., P:]
+        logp = sequence_logprob(policy, prompts, comp, G, pad).view(R, B, G)
         with torch.no_grad():
-            logp_ref = lm.sequence_logprob(ref_model, seq, span)
-        r = torch.as_tensor(s.reward, dtype=torch.float32, device=dev)
-        loss, log_ratio = policy_gradient_loss(logp, logp_ref, r, cfg.beta, G)
+            logp_ref = sequence_logprob(refs, prompts, comp, G, pad).view(R, B, G)
+        reward = torch.as_tensor(np.stack([s.reward for s in got]), dtype=logp.dtype, device=logp.device).view(R, B, G)
+        adv = torch.zeros_like(logp)
+        log_ratio = torch.zeros_like(logp)
+        for b, sel in groups.items():
+            adv[sel], log_ratio[sel] = kl_shaped_advantages(logp[sel], logp_ref[sel], reward[sel], b)
+        loss = policy_gradient_loss(logp, adv).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        _clip_per_replica(params, CLIP)
         opt.step()
-        policy.eval()
-        row = summarise(s, truth, ks)
-        row.update({f"p_{f}": float(v) for f, v in zip((*fm.FORMATS, fm.OTHER), pf)})
-        row["kl"] = float(log_ratio.mean())
+        kl = log_ratio.mean((1, 2)).tolist()
         epoch = step * B / n
-        rows.extend({"step": step, "epoch": epoch, "quantity": q, "value": v} for q, v in row.items())
-    return pd.DataFrame(rows), policy
-
-
-def copy_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A trainable deep copy (the reference model stays frozen and untouched)."""
-    import copy
-
-    new = copy.deepcopy(model)
-    for p in new.parameters():
-        p.requires_grad_(True)
-    return new
+        for m, s in enumerate(got):
+            row = summarise(s, truth[m], ks)
+            row.update({f"p_{f}": float(v) for f, v in zip((*fm.FORMATS, fm.OTHER), pf[m])})
+            row["kl"] = kl[m]
+            rows.extend({"replica": m, "step": step, "epoch": epoch, "quantity": q, "value": v} for q, v in row.items())
+        if progress:
+            progress(step)
+    return pd.DataFrame(rows), policy.take(range(R))
 
 
 # ---------------------------------------------------------------------- the analytic companion
-def format_optimum(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *,
-                   within_format: bool = True) -> np.ndarray:
+def format_optimum(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *, within_format: bool = True) -> np.ndarray:
     """Format shares of the KL-regularised optimum pi* ∝ pi_ref exp(r / beta) (``korbak2022kl``).
 
     ``p_ref`` [..., F] are the reference model's format shares and ``accuracy`` [..., F]
-    its accuracy within each format (reward 1 if correct).
+    its accuracy within each format (reward 1 if correct); leading axes (e.g. prompts)
+    are kept, so the optimum can be taken per prompt and averaged after.
 
     * ``within_format=False`` — the formats are arms with reward r_j = accuracy_j and
       the policy only picks the arm: p*_j ∝ p_ref,j exp(r_j / beta) (the form the notes
-      quote; also the replicator path of plain policy gradient at "time" 1/beta).
+      quote; also the path of exponential weights, the natural-gradient flow, at "time"
+      1/beta).
     * ``within_format=True`` — the optimum over whole sequences, which may also move mass
       to the correct answers inside a format: summing pi_ref e^{r/beta} over the correct
       (r=1) and wrong (r=0) sequences of format j gives
       p*_j ∝ p_ref,j (1 - a_j + a_j e^{1/beta}).
 
     Both come from :func:`vanishing_tails.core.rl.kl_regularised_optimum`.
+    Explained in :ref:`sec-formats-analytic`.
     """
-    beta = check_beta(beta)
+    beta = check_beta(beta, allow_inf=True)
     p_ref = np.asarray(p_ref, dtype=float)
     a = np.clip(np.asarray(accuracy, dtype=float), 0.0, 1.0)
     if not within_format:
@@ -431,16 +823,25 @@ def format_optimum(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *,
     return p[..., :F_] + p[..., F_:]
 
 
-def bandit_pg(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *, steps: int = 1500,
-              group_size: int = 256, lr: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """The format choice alone as a bandit, trained with :func:`policy_gradient_loss`.
+def bandit_pg(
+    p_ref: np.ndarray,
+    accuracy: np.ndarray,
+    beta: float,
+    *,
+    steps: int,
+    seed: int,
+    draws: int = 256,
+    lr: float = 0.05,
+) -> pd.DataFrame:
+    """The format choice alone as a bandit, trained with the chapter's RL loss.
 
     The policy is softmax(theta) over formats, started at ``p_ref``; each step draws
-    ``group_size`` formats, a Bernoulli(accuracy_j) reward for each, and takes one Adam
-    step (learning rate ``lr``, decayed as 1/sqrt(t) so the iterate settles). Its fixed
-    point is ``format_optimum(p_ref, accuracy, beta, within_format=False)`` — the oracle
-    for the loss chapter 4's language models are trained with. Returns the share of each
-    format per step (long form: ``step``, ``format``, ``share``).
+    ``draws`` formats, a Bernoulli(accuracy_j) reward for each, and takes one Adam step on
+    :func:`~vanishing_tails.core.rl.policy_gradient_loss` of the KL-shaped advantages
+    (learning rate ``lr``, decayed as 1/sqrt(t) so the iterate settles). Its fixed point is
+    ``format_optimum(p_ref, accuracy, beta, within_format=False)`` (tested). Returns the
+    share of each format per step (long form: ``step``, ``format``, ``share``).
+    Explained in :ref:`sec-formats-analytic`.
     """
     check_beta(beta)
     p_ref = np.asarray(p_ref, dtype=float)
@@ -459,97 +860,162 @@ def bandit_pg(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *, steps: in
     shares[0] = p_ref
     for t in range(steps):
         logp_all = torch.log_softmax(theta, 0)
-        arm = torch.multinomial(logp_all.exp().detach(), group_size, replacement=True, generator=gen)
-        r = (torch.rand(group_size, generator=gen, dtype=torch.float64) < acc_t[arm]).double()
-        loss, _ = policy_gradient_loss(logp_all[arm], log_ref[arm], r, beta, group_size)
+        arm = torch.multinomial(logp_all.exp().detach(), draws, replacement=True, generator=gen)
+        r = (torch.rand(draws, generator=gen, dtype=torch.float64) < acc_t[arm]).double()
+        logp = logp_all[arm].view(1, draws)
+        adv, _ = kl_shaped_advantages(logp, log_ref[arm].view(1, draws), r.view(1, draws), beta)
+        loss = policy_gradient_loss(logp, adv)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         shares[t + 1] = torch.softmax(theta.detach(), 0).numpy()
     labels = np.array(fm.FORMATS if len(p_ref) == len(fm.FORMATS) else [str(i) for i in range(len(p_ref))])
-    return pd.DataFrame({"step": np.repeat(np.arange(steps + 1), len(p_ref)),
-                         "format": np.tile(labels, steps + 1), "share": shares.ravel()})
+    return pd.DataFrame(
+        {
+            "step": np.repeat(np.arange(steps + 1), len(p_ref)),
+            "format": np.tile(labels, steps + 1),
+            "share": shares.ravel(),
+        }
+    )
 
 
 # ---------------------------------------------------------------------- the chapter's experiment
-def experiment(task: fm.Task, proportions, sizes: Sequence[ModelSize], betas: Sequence[float], *,
-               n_seeds: int, seed: int, n_pretrain: int = 1, pretrain_steps: int = 700,
-               pretrain_batch: int = 64, pretrain_lr: float = 3e-3, n_corpus: int = 50_000,
-               n_rl: int = 720, n_eval: int = 96, eval_samples: int = 16, rl_steps: int = 60,
-               batch_problems: int = 12, group_size: int = 8, rl_lr: float = 1e-3,
-               cache_dir=None, device="cpu", progress=None) -> dict[str, pd.DataFrame]:
+def experiment(
+    task: fm.Task,
+    proportions,
+    sizes: Sequence[ModelSize],
+    betas: Sequence[float],
+    *,
+    n_pretrain: int,
+    n_seeds: int,
+    seed: int,
+    pretrain_steps: int,
+    pretrain_batch: int,
+    n_corpus: int,
+    n_rl: int,
+    n_eval: int,
+    eval_samples: int,
+    rl_steps: int,
+    batch_problems: int,
+    group_size: int,
+    rl_lr: float,
+    cache_dir=None,
+    device="cpu",
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Chapter 4's grid: for each size, ``n_pretrain`` pretrained models (cached), and from
     each, ``n_seeds`` RL runs for every KL strength in ``betas``; evaluation before/after.
 
-    Seeds derive from ``np.random.SeedSequence(seed)``. The RL problems (``n_rl``) and the
-    evaluation problems (``n_eval``) come from the held-out split and are the same for
-    every size, so sizes are compared on the same problems; the i-th RL run of a
-    pretrained model uses the same seed for every beta (common random numbers), so the
-    KL comparison is paired. Returns long frames:
+    Every stream comes from :func:`vanishing_tails.core.seeds.streams` of ``seed`` by name:
+    ``("pretrain", size, j)`` for the j-th model of a size, ``("rl", size, j, i)`` for its
+    i-th RL run (the same for every beta: common random numbers, so the KL comparison is
+    paired within a pretrained model), ``("eval", size, j)`` for its evaluation (the same
+    before and after RL), ``"problems"`` for the RL and evaluation problems, which come
+    from the held-out split and are the same for every model. Half of the ``n_eval``
+    evaluation problems (when ``task.code_misreads``) contain a verb the code corpus drops.
+    All models of a size are pretrained as one stack and all their RL runs are one stack.
+
+    Returns a dict of long frames and arrays:
 
     * ``steps``: size, pretrain, seed, run, beta, step, epoch, quantity, value (:func:`rl_run`);
-    * ``evals``: size, pretrain, seed, run, beta, when ("before" | "after"), quantity, value,
-      on ``n_eval`` problems of which half (when ``task.code_misreads``) contain a dropped verb;
+    * ``evals``: size, pretrain, seed, run, beta, when ("before" | "after"), quantity, value;
       quantities prefixed ``misread/`` (``clean/``) are measured on the evaluation problems
       that do (do not) contain a verb the code corpus drops;
-    * ``models``: size, pretrain, d_model, n_layers, n_heads, n_parameters, cached, pretrain_loss.
+    * ``models``: size, pretrain, d_model, n_layers, n_heads, n_parameters, cached, pretrain_loss;
+    * ``per_prompt``: ``{size: {"p_format": [n_pretrain, N, F+1], "correct_mass":
+      [n_pretrain, N, F]}}`` of the pretrained models (:class:`Evaluation`), and
+      ``{(size, "after"): ...}`` for the RL policies (replicas in the order of ``steps``).
+
+    Explained in :ref:`sec-formats-rl`.
     """
-    proportions = fm.check_proportions(proportions)
+    proportions = fm.check_proportions(proportions, formats=fm.FORMATS)
     betas = [check_beta(b, "betas") for b in betas]
     if n_seeds < 1 or n_pretrain < 1:
         raise ValueError(f"n_seeds and n_pretrain must be >= 1, got {n_seeds}, {n_pretrain}")
-    s_prob, s_models, s_rl = np.random.SeedSequence(seed).spawn(3)
-    probs = fm.generate_problems(task, n_rl + 8 * n_eval, seed=int(s_prob.generate_state(1)[0]),
-                                 split="heldout")
+    s = streams(seed)
+    probs = fm.generate_problems(task, n_rl + 8 * n_eval, seed=s["problems"], split="heldout")
     rl_set = probs.take(np.arange(n_rl))
     pool = probs.take(np.arange(n_rl, len(probs)))
     # a balanced evaluation set: half the problems contain a verb the code corpus drops
     # (only another format, or a repaired translation, can solve them), half do not
     bad = np.isin(pool.verb_words(), task.code_misreads).any(axis=1)
     n_bad = min(n_eval // 2, int(bad.sum())) if task.code_misreads else 0
-    ev_set = pool.take(np.sort(np.concatenate([np.flatnonzero(bad)[:n_bad],
-                                               np.flatnonzero(~bad)[:n_eval - n_bad]])))
-    # the evaluation problems code cannot solve (a verb its corpus drops) and the others
+    ev_set = pool.take(np.sort(np.concatenate([np.flatnonzero(bad)[:n_bad], np.flatnonzero(~bad)[: n_eval - n_bad]])))
     misread = np.isin(ev_set.verb_words(), task.code_misreads).any(axis=1)
     subsets = {"misread": misread, "clean": ~misread}
-    model_seeds = s_models.spawn(len(sizes) * n_pretrain)
-    run_seeds = s_rl.spawn(len(sizes) * n_pretrain)
-    steps, evals, models = [], [], []
-    for k, (size, pre) in enumerate((sz, j) for sz in sizes for j in range(n_pretrain)):
-        cfg = PretrainConfig(task, tuple(proportions), size, n_corpus=n_corpus, steps=pretrain_steps,
-                             batch_size=pretrain_batch, lr=pretrain_lr,
-                             seed=int(model_seeds[k].generate_state(1)[0]) % 2**31)
-        model, info = pretrain(cfg, cache_dir=cache_dir, device=device)
-        models.append({"size": size.name, "pretrain": pre, "d_model": size.d_model,
-                       "n_layers": size.n_layers, "n_heads": size.n_heads,
-                       "n_parameters": info["n_parameters"], "cached": info["cached"],
-                       "pretrain_loss": info["loss"]})
-        eval_seed = int(s_prob.generate_state(2)[1]) % 2**31
-        before = evaluate(task, model, ev_set, samples=eval_samples, seed=eval_seed, subsets=subsets)
-        seeds_k = [int(x.generate_state(1)[0]) % 2**31 for x in run_seeds[k].spawn(n_seeds)]
-        for i, rs in enumerate(seeds_k):
-            for beta in betas:
-                rcfg = RLConfig(beta=beta, steps=rl_steps, batch_problems=batch_problems,
-                                group_size=group_size, lr=rl_lr, seed=rs)
-                st, policy = rl_run(task, model, rl_set, rcfg)
-                ids = dict(size=size.name, pretrain=pre, seed=i, run=pre * n_seeds + i, beta=beta)
-                steps.append(st.assign(**ids))
-                after = evaluate(task, policy, ev_set, samples=eval_samples, seed=eval_seed,
-                                 subsets=subsets)
-                for when, row in (("before", before), ("after", after)):
-                    evals.append(pd.DataFrame({**ids, "when": when, "quantity": list(row),
-                                               "value": list(row.values())}))
-                if progress:
-                    progress(size.name, pre, i, beta)
+    rl_cfg = RLConfig(steps=rl_steps, batch_problems=batch_problems, group_size=group_size, lr=rl_lr)
+    steps, evals, models, per_prompt = [], [], [], {}
+    for size in sizes:
+        cfgs = [
+            PretrainConfig(
+                task,
+                tuple(proportions),
+                size,
+                n_corpus=n_corpus,
+                steps=pretrain_steps,
+                batch_size=pretrain_batch,
+                seed=s["pretrain", size.name, j],
+            )
+            for j in range(n_pretrain)
+        ]
+        refs, infos = pretrain(cfgs, cache_dir=cache_dir, device=device)
+        if progress:
+            progress(f"{size.name}: pretrained {n_pretrain} models")
+        for j, info in enumerate(infos):
+            models.append(
+                {
+                    "size": size.name,
+                    "pretrain": j,
+                    "d_model": size.d_model,
+                    "n_layers": size.n_layers,
+                    "n_heads": size.n_heads,
+                    "n_parameters": info["n_parameters"],
+                    "cached": info["cached"],
+                    "pretrain_loss": info["loss"],
+                }
+            )
+        eval_seeds = [s["eval", size.name, j] for j in range(n_pretrain)]
+        before = evaluate(task, refs, ev_set, samples=eval_samples, seeds=eval_seeds, subsets=subsets)
+        per_prompt[size.name] = {"p_format": before.p_format, "correct_mass": before.correct_mass}
+        reps = [(j, i, b) for j in range(n_pretrain) for i in range(n_seeds) for b in betas]
+        st, policies = rl_run(
+            task,
+            refs.take([j for j, _, _ in reps]),
+            rl_set,
+            rl_cfg,
+            betas=[b for _, _, b in reps],
+            seeds=[s["rl", size.name, j, i] for j, i, _ in reps],
+        )
+        if progress:
+            progress(f"{size.name}: {len(reps)} RL runs")
+        after = evaluate(
+            task, policies, ev_set, samples=eval_samples, seeds=[eval_seeds[j] for j, _, _ in reps], subsets=subsets
+        )
+        per_prompt[size.name, "after"] = {"p_format": after.p_format, "correct_mass": after.correct_mass}
+        ids = pd.DataFrame([dict(size=size.name, pretrain=j, seed=i, run=j * n_seeds + i, beta=b) for j, i, b in reps])
+        steps.append(ids.iloc[st["replica"].to_numpy()].reset_index(drop=True).join(st.drop(columns="replica")))
+        for m, (j, _, _) in enumerate(reps):
+            for when, row in (("before", before.rows[j]), ("after", after.rows[m])):
+                evals.append(
+                    pd.DataFrame(
+                        {**ids.iloc[m].to_dict(), "when": when, "quantity": list(row), "value": list(row.values())}
+                    )
+                )
     cols = ["size", "pretrain", "seed", "run", "beta"]
     steps_df = pd.concat(steps, ignore_index=True)
     evals_df = pd.concat(evals, ignore_index=True)
-    return {"steps": steps_df[cols + [c for c in steps_df.columns if c not in cols]],
-            "evals": evals_df[cols + [c for c in evals_df.columns if c not in cols]],
-            "models": pd.DataFrame(models)}
+    return {
+        "steps": steps_df[cols + [c for c in steps_df.columns if c not in cols]],
+        "evals": evals_df[cols + [c for c in evals_df.columns if c not in cols]],
+        "models": pd.DataFrame(models),
+        "per_prompt": per_prompt,
+    }
 
 
 def wide(frame: pd.DataFrame, index: Sequence[str]) -> pd.DataFrame:
-    """Long ``quantity``/``value`` frame -> one column per quantity (for plotting and claims)."""
+    """Long ``quantity``/``value`` frame -> one column per quantity (for plotting and claims).
+
+    Explained in :ref:`sec-formats-rl`.
+    """
     return frame.pivot(index=list(index), columns="quantity", values="value").reset_index().rename_axis(columns=None)

@@ -45,7 +45,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -53,7 +53,6 @@ import numpy as np
 import torch
 
 from vanishing_tails.core.lm import Vocab
-
 
 from .vocab import (  # noqa: F401 - re-exported: the task's vocabulary
     ADD_VERBS,
@@ -76,13 +75,14 @@ class Task:
     ``n_ops`` operations per problem; running amounts stay in ``[0, max_value]``;
     operands lie in ``[1, max_operand]``; each written operation slips with probability
     ``slip``; the code translator drops operations told with a verb in ``code_misreads``.
+    Explained in :ref:`sec-formats-three-ways`.
     """
 
-    n_ops: int = 2
-    max_value: int = 19
-    max_operand: int = 9
-    slip: float = 0.05
-    code_misreads: tuple[str, ...] = ("eats",)
+    n_ops: int
+    max_value: int
+    max_operand: int
+    slip: float
+    code_misreads: tuple[str, ...]
 
     def __post_init__(self) -> None:
         if isinstance(self.n_ops, bool) or not 1 <= int(self.n_ops) <= 6:
@@ -90,8 +90,10 @@ class Task:
         if not 1 <= self.max_operand:
             raise ValueError(f"max_operand must be >= 1, got {self.max_operand}")
         if self.max_value < 2 * self.max_operand:
-            raise ValueError(f"max_value must be >= 2 * max_operand ({2 * self.max_operand}) so "
-                             f"that every step has a legal operation; got {self.max_value}")
+            raise ValueError(
+                f"max_value must be >= 2 * max_operand ({2 * self.max_operand}) so "
+                f"that every step has a legal operation; got {self.max_value}"
+            )
         if not 0.0 <= float(self.slip) < 1.0:
             raise ValueError(f"slip must be in [0, 1), got {self.slip}")
         misreads = (self.code_misreads,) if isinstance(self.code_misreads, str) else self.code_misreads
@@ -134,8 +136,10 @@ class Task:
         """
         ok = (1 - self.slip) ** self.n_ops
         if problems is None:
-            p_mis = 0.5 * (sum(v in self.code_misreads for v in ADD_VERBS) / len(ADD_VERBS)
-                           + sum(v in self.code_misreads for v in SUB_VERBS) / len(SUB_VERBS))
+            p_mis = 0.5 * (
+                sum(v in self.code_misreads for v in ADD_VERBS) / len(ADD_VERBS)
+                + sum(v in self.code_misreads for v in SUB_VERBS) / len(SUB_VERBS)
+            )
             clean = (1 - p_mis) ** self.n_ops
         else:
             clean = float((~np.isin(problems.verb_words(), self.code_misreads).any(axis=1)).mean())
@@ -150,7 +154,10 @@ class Task:
 class Problems:
     """A batch of problems: ``start`` [N], ``signs`` [N, n_ops] (+1 / -1), ``operands``
     [N, n_ops] and ``verbs`` [N, n_ops] (which verb of the add / sub list tells each
-    operation). ``answer`` [N] is the true result."""
+    operation). ``answer`` [N] is the true result.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
 
     start: np.ndarray
     signs: np.ndarray
@@ -181,8 +188,7 @@ class Problems:
         return k
 
 
-def generate_problems(task: Task, n: int, *, seed: int, split: str = "all",
-                      holdout_mod: int = 7) -> Problems:
+def generate_problems(task: Task, n: int, *, seed: int, split: str = "all", holdout_mod: int = 7) -> Problems:
     """``n`` random problems of ``task`` drawn with ``np.random.default_rng(seed)``.
 
     Each step picks + or - with equal chance, an operand in [1, max_operand] and one of
@@ -191,6 +197,7 @@ def generate_problems(task: Task, n: int, *, seed: int, split: str = "all",
     arithmetic :meth:`~Problems.key` is not 0 modulo ``holdout_mod``, ``"heldout"`` those
     that are: RL and evaluation problems use the held-out split, so no model has seen
     their arithmetic in pretraining.
+    Explained in :ref:`sec-formats-three-ways`.
     """
     if split not in ("all", "pretrain", "heldout"):
         raise ValueError(f"split must be 'all', 'pretrain' or 'heldout', got {split!r}")
@@ -242,7 +249,10 @@ class _Ids:
 
 
 def encode_prompts(task: Task, problems: Problems) -> torch.Tensor:
-    """``[N, prompt_len]`` token ids: BOS has a (verb b)* ?."""
+    """``[N, prompt_len]`` token ids: BOS has a (verb b)* ?.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
     I = task.ids
     n = len(problems)
     cols = [np.full(n, I.bos), np.full(n, I.has), I.num[problems.start]]
@@ -264,7 +274,10 @@ def _slipped(value: np.ndarray, slipped: np.ndarray, rng: np.random.Generator, h
 def encode_solutions(task: Task, problems: Problems, fmt: str, *, rng: np.random.Generator) -> torch.Tensor:
     """``[N, completion_len(fmt)]`` ids of the corpus' solutions in format ``fmt`` (EOS
     included, PAD after it), with the corpus errors of the module docstring drawn from
-    ``rng``. In ``steps`` a slipped result is carried into the next step."""
+    ``rng``. In ``steps`` a slipped result is carried into the next step.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
     check_formats([fmt], name="fmt")
     I = task.ids
     n = len(problems)
@@ -304,8 +317,10 @@ def encode_solutions(task: Task, problems: Problems, fmt: str, *, rng: np.random
 def pretraining_corpus(task: Task, n: int, proportions, *, seed: int) -> tuple[torch.Tensor, np.ndarray]:
     """``n`` pretraining sequences (prompt + solution, PAD-padded to ``task.seq_len``) and
     the index into :data:`FORMATS` of each one's format, drawn with ``proportions``
-    (see :func:`check_proportions`). Problems come from the ``"pretrain"`` split."""
-    p = check_proportions(proportions)
+    (see :func:`check_proportions`, over all of :data:`FORMATS`). Problems come from the
+    ``"pretrain"`` split. Explained in :ref:`sec-formats-pretraining`.
+    """
+    p = check_proportions(proportions, formats=FORMATS)
     rng = np.random.default_rng(seed)
     probs = generate_problems(task, n, seed=int(rng.integers(2**63)), split="pretrain")
     fmt = rng.choice(len(FORMATS), size=n, p=p)
@@ -327,6 +342,7 @@ def classify(task: Task, completions: torch.Tensor) -> np.ndarray:
     The first token commits: ``answer`` -> bare, a number -> steps, ``x`` -> code;
     anything else (EOS, a verb, ...) is "other". Whether the rest is well formed is the
     answer checker's business (:func:`extract_answers`).
+    Explained in :ref:`sec-formats-three-ways`.
     """
     I = task.ids
     if completions.ndim != 2 or completions.shape[1] < 1:
@@ -351,6 +367,7 @@ def extract_answers(task: Task, completions: torch.Tensor) -> np.ndarray:
     bare: ``answer N EOS`` -> N. steps: ``a (plus|minus b is s) * n_ops EOS`` -> the last
     s (what the earlier steps say does not matter: an outcome reward). code: ``x = a
     (+|- b)* EOS`` with any number of terms -> the interpreter's value of the expression.
+    Explained in :ref:`sec-formats-three-ways`.
     """
     I = task.ids
     fmt = classify(task, completions)
@@ -390,14 +407,20 @@ def extract_answers(task: Task, completions: torch.Tensor) -> np.ndarray:
 
 
 def check_answers(task: Task, completions: torch.Tensor, answers: np.ndarray) -> np.ndarray:
-    """The reward: 1.0 where the completion's answer equals ``answers`` (the true results)."""
+    """The reward: 1.0 where the completion's answer equals ``answers`` (the true results).
+
+    Explained in :ref:`sec-formats-rl`.
+    """
     return (extract_answers(task, completions) == np.asarray(answers)).astype(float)
 
 
 # ---------------------------------------------------------------------- strings
 def encode_completions(task: Task, texts: Sequence[str]) -> torch.Tensor:
     """Completion strings to ids (EOS appended, PAD-padded; unknown words become PAD,
-    which no well-formed solution contains). For hand-written examples and display."""
+    which no well-formed solution contains). For hand-written examples and display.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
     v = task.vocab
     rows = [[v.stoi.get(w, v.pad_id) for w in t.split()] + [v.eos_id] for t in texts]
     out = torch.full((len(rows), max(len(r) for r in rows)), v.pad_id, dtype=torch.long)
@@ -407,16 +430,25 @@ def encode_completions(task: Task, texts: Sequence[str]) -> torch.Tensor:
 
 
 def classify_text(task: Task, texts: Sequence[str]) -> list[str]:
-    """:func:`classify` for completion strings: one of :data:`FORMATS` or :data:`OTHER`."""
+    """:func:`classify` for completion strings: one of :data:`FORMATS` or :data:`OTHER`.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
     return [(FORMATS + (OTHER,))[i] for i in classify(task, encode_completions(task, texts))]
 
 
 def extract_answer_text(task: Task, texts: Sequence[str]) -> list[int | None]:
-    """:func:`extract_answers` for completion strings; None where malformed."""
+    """:func:`extract_answers` for completion strings; None where malformed.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
     got = extract_answers(task, encode_completions(task, texts))
     return [None if g == MALFORMED else int(g) for g in got]
 
 
 def render(task: Task, ids: torch.Tensor) -> list[str]:
-    """Token ids to text (stops at EOS), for display."""
+    """Token ids to text (stops at EOS), for display.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
     return task.vocab.decode_batch(ids)

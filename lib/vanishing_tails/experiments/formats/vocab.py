@@ -1,7 +1,7 @@
 """Chapter 4's vocabulary and input checks, kept free of torch so that the chapter's spec
 (and ``python -m vanishing_tails list``) can use them without importing the engine.
 
-Explained in :ref:`chapter-one-format-wins`.
+Explained in :ref:`sec-formats-three-ways`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ WORDS = ("has", "?", "answer", "plus", "minus", "is", "x", "=", "+", "-")
 # ---------------------------------------------------------------------- validation
 def check_formats(formats: Sequence[str], *, name: str = "formats") -> list[str]:
     """Return ``formats`` as a list, refusing names not in :data:`FORMATS` (ValueError
-    naming the parameter ``name``) and repeated names."""
+    naming the parameter ``name``) and repeated names.
+
+    Explained in :ref:`sec-formats-three-ways`.
+    """
     if isinstance(formats, str):
         formats = [formats]
     formats = list(formats)
@@ -34,21 +37,26 @@ def check_formats(formats: Sequence[str], *, name: str = "formats") -> list[str]
     return formats
 
 
-def check_proportions(proportions: Mapping[str, float] | Sequence[float], *,
-                      formats: Sequence[str] | None = None, name: str = "proportions",
-                      atol: float = 1e-6) -> np.ndarray:
+def check_proportions(
+    proportions: Mapping[str, float] | Sequence[float],
+    *,
+    formats: Sequence[str],
+    name: str = "proportions",
+    atol: float = 1e-6,
+) -> np.ndarray:
     """Validate a format mixture; return it as weights in :data:`FORMATS` order.
 
-    ``proportions`` is a mapping ``{format: weight}`` or a sequence aligned with
-    ``formats`` (default: all of :data:`FORMATS`). Formats left out get weight 0. The
-    weights must be finite, >= 0 and sum to 1 (within ``atol``); every error is a
-    ValueError that names the parameter ``name``.
+    ``proportions`` is a mapping ``{format: weight}`` (then ``formats`` is ignored) or a
+    sequence aligned with ``formats``. Formats left out get weight 0. The weights must be
+    finite, >= 0 and sum to 1 (within ``atol``); every error is a ValueError that names
+    the parameter ``name``.
+    Explained in :ref:`sec-formats-three-ways`.
     """
     if isinstance(proportions, Mapping):
         formats = check_formats(list(proportions), name=name)
         values = [proportions[f] for f in formats]
     else:
-        formats = check_formats(FORMATS if formats is None else formats, name="formats")
+        formats = check_formats(formats, name="formats")
         values = list(proportions)
         if len(values) != len(formats):
             raise ValueError(f"{name} must give one weight per format {formats}; got {values}")

@@ -2,7 +2,7 @@
 
 Chapter 5, "What the reward pays for", tunes one small reference language model with
 Direct Preference Optimisation (Rafailov et al. 2023, ``rafailov2023dpo``) in two toy
-domains (``vanishing_tails.experiments.preference.domains``: tiny programs and one-line poems) against two
+domains (``vanishing_tails.core.domains``: tiny programs and one-line poems) against two
 judges, and measures lexical, syntactic, semantic and *effective* semantic diversity
 (Shypula et al. 2025, ``shypula2025diversity``) before and after.
 
@@ -26,7 +26,8 @@ The pieces, bottom to top:
   (``rl.kl_regularised_optimum``; Korbak et al. 2022, ``korbak2022kl``). The output
   space is enumerable, so ``p*``'s entropy, pass rate and n-gram entropy are exact.
 * **Measurements** (:func:`sample_metrics`, :func:`exact_metrics`) and the whole
-  experiment (:func:`run_experiment`), returning tidy frames.
+  experiment (:func:`run_experiment`): several independently pretrained reference models
+  (the unit of replication), each tuned once per (domain, judge) arm, returning tidy frames.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from scipy import special
 from torch.nn import functional as F
 
 from vanishing_tails.core import lm, metrics
+from vanishing_tails.core.checks import check_beta
+from vanishing_tails.core.domains import DOMAINS, Domain, make_domain
 from vanishing_tails.core.rl import kl_regularised_optimum
+from vanishing_tails.core.seeds import streams
 
-from .domains import DOMAINS, Domain, make_domain
 from .spec import JUDGES
 
 SEP = ":"
@@ -52,15 +55,13 @@ BREVITY = 0.05  # per token: small, so that length only breaks near-ties of vali
 
 
 def check_judge(judge: str) -> str:
+    """``judge`` if it is one of ``JUDGES`` (``"correct"``, ``"distinct"``), else ValueError.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     if judge not in JUDGES:
         raise ValueError(f"judge must be one of {JUDGES}; got {judge!r}")
     return judge
-
-
-def check_beta(beta: float, name: str = "beta") -> float:
-    if not (isinstance(beta, (int, float, np.floating, np.integer)) and beta > 0 and np.isfinite(beta)):
-        raise ValueError(f"{name} must be a finite number > 0 (the KL weight); got {beta!r}")
-    return float(beta)
 
 
 # ------------------------------------------------------------------ n-grams & judges
@@ -68,12 +69,15 @@ def check_beta(beta: float, name: str = "beta") -> float:
 
 def _grams(text: str) -> list[tuple[str, ...]]:
     toks = text.split()
-    return [(t,) for t in toks] + [tuple(toks[i:i + 2]) for i in range(len(toks) - 1)]
+    return [(t,) for t in toks] + [tuple(toks[i : i + 2]) for i in range(len(toks) - 1)]
 
 
 @dataclass(frozen=True)
 class GramTable:
-    """Counts of each output's 1- and 2-grams, ``counts[output, gram]`` (dense); ``order[gram]`` is n."""
+    """Counts of each output's 1- and 2-grams, ``counts[output, gram]`` (dense); ``order[gram]`` is n.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
 
     grams: tuple[tuple[str, ...], ...]
     counts: np.ndarray
@@ -105,6 +109,10 @@ _GRAM_CACHE: dict[str, GramTable] = {}
 
 
 def gram_table(domain: Domain) -> GramTable:
+    """The :class:`GramTable` of a domain's output space (cached per domain name and size).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     if domain.name not in _GRAM_CACHE or len(_GRAM_CACHE[domain.name].counts) != domain.n_outputs:
         _GRAM_CACHE[domain.name] = GramTable.of(domain.outputs)
     return _GRAM_CACHE[domain.name]
@@ -117,18 +125,23 @@ def judge_scores(domain: Domain, judge: str, p_ref: np.ndarray, *, brevity: floa
     distinctiveness judge measures rarity against it (Li et al. 2025 reward semantic
     distinctiveness within a group instead; here it is against the reference so that the
     reward is fixed and the optimum exact).
+    Explained in :ref:`sec-preference-setup`.
     """
     check_judge(judge)
     if judge == "correct":
         return domain.valid.astype(float) - brevity * domain.length[None, :]
     table = gram_table(domain)
-    q = table.expected_distribution(p_ref)                       # [P, G]
-    surprisal = -np.log(np.maximum(q, 1e-12))                    # [P, G]
+    q = table.expected_distribution(p_ref)  # [P, G]
+    surprisal = -np.log(np.maximum(q, 1e-12))  # [P, G]
     return (surprisal @ table.counts.T) / table.counts.sum(axis=1)[None, :]
 
 
 def judge_rewards(domain: Domain, judge: str, p_ref: np.ndarray, **kw) -> np.ndarray:
-    """Scores standardised under ``p_ref`` for each prompt: ``(s - E_ref s) / sd_ref s``."""
+    """Scores standardised under ``p_ref`` for each prompt: ``(s - E_ref s) / sd_ref s``.
+
+    A constant score (standard deviation 0) gives a reward of 0 everywhere.
+    Explained in :ref:`sec-preference-setup`.
+    """
     s = judge_scores(domain, judge, p_ref, **kw)
     mean = (p_ref * s).sum(-1, keepdims=True)
     sd = np.sqrt((p_ref * (s - mean) ** 2).sum(-1, keepdims=True))
@@ -139,12 +152,19 @@ def judge_rewards(domain: Domain, judge: str, p_ref: np.ndarray, **kw) -> np.nda
 
 
 def build_vocab(domains: list[Domain]) -> lm.Vocab:
+    """The word vocabulary of every prompt and output of ``domains``, plus the separator.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     texts = [t for d in domains for t in (*d.prompts, *d.outputs)]
     return lm.Vocab.from_texts([*texts, SEP], level="word")
 
 
 def encode_pairs(vocab: lm.Vocab, prompts: list[str], outputs: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids ``[B, T]`` of ``BOS prompt : output EOS`` and the mask of the output + EOS positions."""
+    """Token ids ``[B, T]`` of ``BOS prompt : output EOS`` and the mask of the output + EOS positions.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     head = {p: vocab.encode(f"{p} {SEP}", eos=False) for p in set(prompts)}
     tail = {o: vocab.encode(o, bos=False) for o in set(outputs)}
     rows = [head[p] + tail[o] for p, o in zip(prompts, outputs)]
@@ -161,7 +181,10 @@ def encode_pairs(vocab: lm.Vocab, prompts: list[str], outputs: list[str]) -> tup
 
 
 def reference_corpus(domains: list[Domain], size: int, *, seed: int) -> list[tuple[str, str]]:
-    """``size`` (prompt, output) pairs: prompts uniform over all domains' prompts, outputs from the prior."""
+    """``size`` (prompt, output) pairs: prompts uniform over all domains' prompts, outputs from the prior.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     if size < 1:
         raise ValueError(f"corpus_size must be >= 1; got {size}")
     rng = np.random.default_rng(seed)
@@ -177,23 +200,36 @@ def reference_corpus(domains: list[Domain], size: int, *, seed: int) -> list[tup
     return [out[i] for i in order]
 
 
-def pretrain_reference(domains: list[Domain], *, corpus_size: int, steps: int, seed: int,
-                       arch: str = "gru", batch_size: int = 128, lr: float = 1e-2,
-                       device: str = "cpu", **sizes) -> tuple[torch.nn.Module, lm.Vocab, pd.DataFrame]:
+def pretrain_reference(
+    domains: list[Domain],
+    *,
+    corpus_size: int,
+    steps: int,
+    seed: int,
+    arch: str,
+    device: str,
+    batch_size: int = 128,
+    pretrain_lr: float = 1e-2,
+    **sizes,
+) -> tuple[torch.nn.Module, lm.Vocab, pd.DataFrame]:
     """The reference policy: ``arch`` from ``lm.build_model`` trained by ``lm.train_lm`` on a corpus.
 
+    ``seed`` names one reference model: its corpus draw, its initial weights and its
+    minibatches come from named streams of it (:func:`vanishing_tails.core.seeds.streams`).
     Default sizes are small (a GRU with 32-d embeddings and 64 hidden units, or a
     2-layer 32-d transformer); ``sizes`` overrides them.
+    Explained in :ref:`sec-preference-setup`.
     """
+    seeds = streams(seed)
     vocab = build_vocab(domains)
-    corpus = reference_corpus(domains, corpus_size, seed=seed)
+    corpus = reference_corpus(domains, corpus_size, seed=seeds["corpus"])
     tokens, _ = encode_pairs(vocab, [c[0] for c in corpus], [c[1] for c in corpus])
     if arch == "transformer":
         sizes = {"d_model": 32, "n_layers": 2, "n_heads": 4, "max_len": tokens.shape[1] + 2, **sizes}
     else:
         sizes = {"d_embed": 32, "d_hidden": 64, **sizes}
-    model = lm.build_model(arch, len(vocab), seed=seed, device=device, **sizes)
-    log = lm.train_lm(model, tokens, steps=steps, batch_size=batch_size, lr=lr, seed=seed + 1)
+    model = lm.build_model(arch, len(vocab), seed=seeds["init"], device=device, **sizes)
+    log = lm.train_lm(model, tokens, steps=steps, batch_size=batch_size, lr=pretrain_lr, seed=seeds["batches"])
     return model, vocab, log
 
 
@@ -203,19 +239,25 @@ def output_logprobs(model: torch.nn.Module, vocab: lm.Vocab, domain: Domain, *, 
 
     The sum over the space is at most 1: the rest (the *leak*) is the model's mass on
     malformed outputs.
+    Explained in :ref:`sec-preference-setup`.
     """
     prompts = [p for p in domain.prompts for _ in domain.outputs]
     outputs = [o for _ in domain.prompts for o in domain.outputs]
     tokens, mask = encode_pairs(vocab, prompts, outputs)
     device = next(model.parameters()).device
     model.eval()
-    out = [lm.sequence_logprob(model, tokens[i:i + chunk].to(device), mask[i:i + chunk].to(device)).cpu()
-           for i in range(0, len(tokens), chunk)]
+    out = [
+        lm.sequence_logprob(model, tokens[i : i + chunk].to(device), mask[i : i + chunk].to(device)).cpu()
+        for i in range(0, len(tokens), chunk)
+    ]
     return torch.cat(out).double().numpy().reshape(domain.n_prompts, domain.n_outputs)
 
 
 def restrict(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distribution over the enumerated space, leaked mass) from log-probabilities ``[P, N]``."""
+    """(distribution over the enumerated space, leaked mass) from log-probabilities ``[P, N]``.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     m = logp.max(-1, keepdims=True)
     w = np.exp(logp - m)
     inside = w.sum(-1) * np.exp(m[:, 0])
@@ -225,13 +267,14 @@ def restrict(logp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------ pairs and DPO
 
 
-def preference_pairs(p_ref: np.ndarray, rewards: np.ndarray, n_pairs: int, *,
-                     rng: np.random.Generator) -> pd.DataFrame:
+def preference_pairs(p_ref: np.ndarray, rewards: np.ndarray, n_pairs: int, *, rng: np.random.Generator) -> pd.DataFrame:
     """Offline preference data: per prompt ``n_pairs`` draws ``y1, y2 ~ p_ref`` labelled by the judge.
 
     The judge prefers ``y1`` with probability ``sigma(r(y1) - r(y2))`` (Bradley–Terry).
     Pairs of identical outputs carry no preference and are dropped. Returns one row per
-    pair: ``prompt, chosen, rejected`` (output indices).
+    pair: ``prompt, chosen, rejected`` (output indices). A reward of 0 everywhere (a judge
+    that prefers nothing) makes every label a coin flip.
+    Explained in :ref:`sec-preference-setup`.
     """
     if n_pairs < 1:
         raise ValueError(f"n_pairs must be >= 1; got {n_pairs}")
@@ -250,29 +293,46 @@ def preference_pairs(p_ref: np.ndarray, rewards: np.ndarray, n_pairs: int, *,
     return pd.DataFrame({"prompt": prompt[keep], "chosen": chosen[keep], "rejected": rejected[keep]})
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """Per-pair DPO loss (Rafailov et al. 2023, eq. 7), written out:
 
     ``-log sigma(beta * ((log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))))``.
 
     Arguments are sequence log-probabilities ``[B]``; returns ``[B]``. Its population
     minimiser under Bradley–Terry labels with reward ``r`` is ``pi ∝ pi_ref exp(r / beta)``.
+    Explained in :ref:`sec-preference-setup`.
     """
     check_beta(beta)
     margin = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
     return -F.logsigmoid(margin)
 
 
-def train_dpo(reference: torch.nn.Module, vocab: lm.Vocab, domain: Domain, pairs: pd.DataFrame, *,
-              beta: float, steps: int, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
-              log_every: int = 0) -> tuple[torch.nn.Module, pd.DataFrame]:
+def train_dpo(
+    reference: torch.nn.Module,
+    vocab: lm.Vocab,
+    domain: Domain,
+    pairs: pd.DataFrame,
+    *,
+    beta: float,
+    steps: int,
+    lr: float,
+    seed: int,
+    batch_size: int = 64,
+    log_every: int = 0,
+) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Tune a copy of ``reference`` with DPO on ``pairs``; the reference stays frozen.
 
     Minibatches of pairs are drawn with replacement by a ``torch.Generator`` seeded with
     ``seed``. Returns the policy and a log frame (``step, loss, reward_margin,
     accuracy``: the mean implicit-reward margin and how often it orders the pair as the
     judge did).
+    Explained in :ref:`sec-preference-setup`.
     """
     check_beta(beta)
     if steps < 1 or batch_size < 1:
@@ -290,8 +350,9 @@ def train_dpo(reference: torch.nn.Module, vocab: lm.Vocab, domain: Domain, pairs
     n = len(pairs)
     reference.eval()
     with torch.no_grad():
-        ref_lp = torch.cat([lm.sequence_logprob(reference, tokens[i:i + 4096], masks[i:i + 4096])
-                            for i in range(0, 2 * n, 4096)])
+        ref_lp = torch.cat(
+            [lm.sequence_logprob(reference, tokens[i : i + 4096], masks[i : i + 4096]) for i in range(0, 2 * n, 4096)]
+        )
     policy = copy.deepcopy(reference)
     policy.train()
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
@@ -310,9 +371,14 @@ def train_dpo(reference: torch.nn.Module, vocab: lm.Vocab, domain: Domain, pairs
         if (log_every and step % log_every == 0) or step == steps:
             with torch.no_grad():
                 margin = (lp[:batch_size] - ref_lp[idx]) - (lp[batch_size:] - ref_lp[idx + n])
-            log.append({"step": step, "loss": float(loss.detach()),
-                        "reward_margin": float(beta * margin.mean()),
-                        "accuracy": float((margin > 0).float().mean())})
+            log.append(
+                {
+                    "step": step,
+                    "loss": float(loss.detach()),
+                    "reward_margin": float(beta * margin.mean()),
+                    "accuracy": float((margin > 0).float().mean()),
+                }
+            )
     policy.eval()
     return policy, pd.DataFrame(log)
 
@@ -320,21 +386,41 @@ def train_dpo(reference: torch.nn.Module, vocab: lm.Vocab, domain: Domain, pairs
 # ------------------------------------------------------------------- measurements
 
 
-def sample_texts(model: torch.nn.Module, vocab: lm.Vocab, domain: Domain, n_samples: int, *,
-                 generator: torch.Generator, temperature: float = 1.0) -> list[list[str]]:
-    """``n_samples`` outputs per prompt by ancestral sampling (one batched ``lm.sample`` call)."""
-    prefix = torch.cat([torch.tensor(vocab.encode(f"{p} {SEP}", eos=False)).repeat(n_samples, 1)
-                        for p in domain.prompts])
+def sample_texts(
+    model: torch.nn.Module,
+    vocab: lm.Vocab,
+    domain: Domain,
+    n_samples: int,
+    *,
+    generator: torch.Generator,
+    temperature: float = 1.0,
+) -> list[list[str]]:
+    """``n_samples`` outputs per prompt by ancestral sampling (one batched ``lm.sample`` call).
+
+    Explained in :ref:`sec-preference-before-after`.
+    """
+    prefix = torch.cat(
+        [torch.tensor(vocab.encode(f"{p} {SEP}", eos=False)).repeat(n_samples, 1) for p in domain.prompts]
+    )
     max_new = int(domain.length.max()) + 1
-    seq = lm.sample(model, prefix, max_new, generator=generator, temperature=temperature,
-                    eos_id=vocab.eos_id)
-    texts = vocab.decode_batch(seq[:, prefix.shape[1]:])
-    return [texts[i * n_samples:(i + 1) * n_samples] for i in range(domain.n_prompts)]
+    seq = lm.sample(model, prefix, max_new, generator=generator, temperature=temperature, eos_id=vocab.eos_id)
+    texts = vocab.decode_batch(seq[:, prefix.shape[1] :])
+    return [texts[i * n_samples : (i + 1) * n_samples] for i in range(domain.n_prompts)]
 
 
-SAMPLE_METRICS = ("distinct-1", "distinct-2", "self-BLEU", "bigram entropy", "syntactic",
-                  "semantic", "effective semantic", "valid semantic classes", "pass rate",
-                  "malformed", "length")
+SAMPLE_METRICS = (
+    "distinct-1",
+    "distinct-2",
+    "self-BLEU",
+    "bigram entropy",
+    "syntactic",
+    "semantic",
+    "effective semantic",
+    "valid semantic classes",
+    "pass rate",
+    "malformed",
+    "length",
+)
 
 
 def _pairs_differ(labels: np.ndarray, weight: np.ndarray | None = None) -> float:
@@ -346,8 +432,9 @@ def _pairs_differ(labels: np.ndarray, weight: np.ndarray | None = None) -> float
     return float(m.sum() / (n * (n - 1))) if n > 1 else 0.0
 
 
-def sample_metrics(domain: Domain, prompt: int, texts: list[str], *,
-                   self_bleu_samples: int | None = None, seed: int = 0) -> dict[str, float]:
+def sample_metrics(
+    domain: Domain, prompt: int, texts: list[str], *, seed: int, self_bleu_samples: int | None = None
+) -> dict[str, float]:
     """Diversity and quality of one prompt's samples (chapter 5 defines each).
 
     Lexical: distinct-1/2 (Li et al. 2016; unique n-grams / all n-grams), self-BLEU
@@ -360,7 +447,9 @@ def sample_metrics(domain: Domain, prompt: int, texts: list[str], *,
     invalid outputs add no diversity (after Shypula et al. 2025); ``valid semantic
     classes`` counts the distinct classes among valid samples. Quality: pass rate
     (share valid). ``malformed``: share outside the output space; ``length`` in tokens.
-    Pair shares are unbiased estimates of the exact two-draw probabilities.
+    Pair shares are unbiased estimates of the exact two-draw probabilities. ``seed`` draws
+    the self-BLEU subsample (used only with ``self_bleu_samples``).
+    Explained in :ref:`sec-preference-before-after`.
     """
     n = len(texts)
     if n < 2:
@@ -387,28 +476,37 @@ def sample_metrics(domain: Domain, prompt: int, texts: list[str], *,
     }
 
 
-EXACT_METRICS = ("entropy", "bigram entropy (exact)", "pass rate (exact)", "syntactic (exact)",
-                 "semantic (exact)", "effective semantic (exact)", "win rate", "leak")
-
-
 def win_weights(p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
-    """``w[p, y] = sum_y' p_ref(y') sigma(r(y) - r(y'))``: how often the judge prefers y to a reference sample."""
+    """``w[p, y] = sum_y' p_ref(y') sigma(r(y) - r(y'))``: how often the judge prefers y to a reference sample.
+
+    Explained in :ref:`sec-preference-before-after`.
+    """
     return np.stack([(1 / (1 + np.exp(-(r[:, None] - r[None, :])))) @ q for q, r in zip(p_ref, rewards)])
 
 
-def exact_metrics(domain: Domain, probs: np.ndarray, p_ref: np.ndarray, rewards: np.ndarray,
-                  leak: np.ndarray | None = None, *, win_w: np.ndarray | None = None,
-                  optimum: np.ndarray | None = None) -> pd.DataFrame:
+def exact_metrics(
+    domain: Domain,
+    probs: np.ndarray,
+    p_ref: np.ndarray,
+    rewards: np.ndarray,
+    leak: np.ndarray | None = None,
+    *,
+    win_w: np.ndarray | None = None,
+    optimum: np.ndarray | None = None,
+) -> pd.DataFrame:
     """Exact quantities of a distribution ``probs[prompt, output]`` over the enumerated space.
 
-    ``entropy`` H(pi) in nats; ``bigram entropy (exact)`` the entropy of the pooled
-    expected bigram distribution (the population value of the sample ``bigram entropy``); ``pass rate (exact)`` the valid mass times
-    ``1 - leak``; ``syntactic (exact)`` / ``semantic (exact)`` the chance that two
-    independent samples differ in template / semantic class (malformed outputs, the
-    leaked mass, being one class); ``effective semantic (exact)`` the chance that two independent samples
-    are both valid and in different semantic classes, ``V^2 - sum_c V_c^2`` with
-    ``V_c`` the valid mass of class c (both times ``1 - leak``, the mass inside the space); ``win rate`` the judge's expected preference for a
-    sample of ``probs`` over one of ``p_ref``, ``E sigma(r(y) - r(y'))``. One row per prompt.
+    ``entropy`` H(pi) in nats; ``bigram entropy (exact)`` the entropy of the pooled expected
+    bigram distribution (the population value of the sample ``bigram entropy``); ``pass rate
+    (exact)`` the valid mass times ``1 - leak``; ``syntactic (exact)`` / ``semantic (exact)``
+    the chance that two independent samples differ in template / semantic class (malformed
+    outputs, the leaked mass, being one class); ``effective semantic (exact)`` the chance that
+    two independent samples are both valid and in different semantic classes, ``V^2 - sum_c
+    V_c^2`` with ``V_c`` the valid mass of class c (both times ``1 - leak``, the mass inside the
+    space); ``win rate`` the judge's expected preference for a sample of ``probs`` over one of
+    ``p_ref``, ``E sigma(r(y) - r(y'))``; with ``optimum``, ``KL to optimum`` KL(probs ‖ optimum).
+    One row per prompt.
+    Explained in :ref:`sec-preference-before-after`.
     """
     leak = np.zeros(len(probs)) if leak is None else np.asarray(leak)
     table = gram_table(domain)
@@ -424,24 +522,29 @@ def exact_metrics(domain: Domain, probs: np.ndarray, p_ref: np.ndarray, rewards:
         """P(two draws differ in label), the malformed mass (leak) forming one more class."""
         k = int(labels.max()) + 1
         mass = probs @ np.eye(k)[labels]
-        return 1 - ((1 - leak)[:, None] ** 2 * mass ** 2).sum(-1) - leak ** 2
+        return 1 - ((1 - leak)[:, None] ** 2 * mass**2).sum(-1) - leak**2
 
-    return pd.DataFrame({
-        "prompt": np.arange(len(probs)),
-        "entropy": metrics.entropy(probs),
-        "bigram entropy (exact)": special.entr(q).sum(-1),  # 0 when no output has a bigram
-        "pass rate (exact)": vmass.sum(-1) * (1 - leak),
-        "syntactic (exact)": differ(domain.shape),
-        "semantic (exact)": differ(domain.semantic),
-        "effective semantic (exact)": (1 - leak) ** 2 * (vmass.sum(-1) ** 2 - (per_class ** 2).sum(-1)),
-        "win rate": win,
-        "leak": leak,
-        **extra,
-    })
+    return pd.DataFrame(
+        {
+            "prompt": np.arange(len(probs)),
+            "entropy": metrics.entropy(probs),
+            "bigram entropy (exact)": special.entr(q).sum(-1),  # 0 when no output has a bigram
+            "pass rate (exact)": vmass.sum(-1) * (1 - leak),
+            "syntactic (exact)": differ(domain.shape),
+            "semantic (exact)": differ(domain.semantic),
+            "effective semantic (exact)": (1 - leak) ** 2 * (vmass.sum(-1) ** 2 - (per_class**2).sum(-1)),
+            "win rate": win,
+            "leak": leak,
+            **extra,
+        }
+    )
 
 
 def optimum_curve(domain: Domain, p_ref: np.ndarray, rewards: np.ndarray, betas) -> pd.DataFrame:
-    """Exact metrics of ``p*_beta ∝ p_ref exp(r / beta)`` for each beta (one row per beta x prompt)."""
+    """Exact metrics of ``p*_beta ∝ p_ref exp(r / beta)`` for each beta (one row per beta x prompt).
+
+    Explained in :ref:`sec-preference-theory`.
+    """
     rows = []
     win_w = win_weights(p_ref, rewards)
     for b in betas:
@@ -455,13 +558,20 @@ def optimum_limits(p_ref: np.ndarray, rewards: np.ndarray, *, rtol: float = 1e-9
 
     beta -> inf: p* -> p_ref, so H -> H(p_ref). beta -> 0: p* -> p_ref restricted to the
     reward's argmax set A, so H -> H(p_ref | A) (= log|A| when p_ref is flat on A).
+    The limit is *narrower* than the reference only when H(p_ref | A) < H(p_ref): a reward
+    with many equal maximisers, on which p_ref is flatter than elsewhere, can widen it.
+    Explained in :ref:`sec-preference-theory`.
     """
     top = rewards >= rewards.max(-1, keepdims=True) - rtol * np.abs(rewards).max(-1, keepdims=True)
     cond = np.where(top, p_ref, 0.0)
-    return pd.DataFrame({"prompt": np.arange(len(p_ref)),
-                         "entropy_beta_inf": metrics.entropy(p_ref),
-                         "entropy_beta_0": metrics.entropy(cond),
-                         "argmax_size": top.sum(-1)})
+    return pd.DataFrame(
+        {
+            "prompt": np.arange(len(p_ref)),
+            "entropy_beta_inf": metrics.entropy(p_ref),
+            "entropy_beta_0": metrics.entropy(cond),
+            "argmax_size": top.sum(-1),
+        }
+    )
 
 
 # ------------------------------------------------------------------ the experiment
@@ -470,11 +580,18 @@ ARMS = (("code", "correct"), ("creative", "distinct"), ("code", "distinct"), ("c
 
 
 def natural_judge(domain: str) -> str:
-    """What each domain pays for: code -> "correct", creative -> "distinct"."""
+    """What each domain pays for in the source notes: code -> "correct", creative -> "distinct".
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     return {"code": "correct", "creative": "distinct"}[domain]
 
 
 def check_arms(arms) -> list[tuple[str, str]]:
+    """The (domain, judge) arms as a list of tuples, each checked (ValueError naming what is wrong).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     arms = [tuple(a) for a in arms]
     if not arms:
         raise ValueError("arms must name at least one (domain, judge) pair")
@@ -486,130 +603,205 @@ def check_arms(arms) -> list[tuple[str, str]]:
 
 
 def top_outputs(domain: Domain, probs: np.ndarray, *, prompt: int = 0, k: int = 5) -> pd.DataFrame:
-    """The ``k`` most probable outputs of one prompt under ``probs``, with probability and validity."""
+    """The ``k`` most probable outputs of one prompt under ``probs``, with probability and validity.
+
+    Explained in :ref:`sec-preference-before-after`.
+    """
     order = np.argsort(-probs[prompt], kind="stable")[:k]
-    return pd.DataFrame({"prompt": domain.prompts[prompt], "rank": np.arange(1, len(order) + 1),
-                         "output": [domain.outputs[i] for i in order], "p": probs[prompt, order],
-                         "valid": domain.valid[prompt, order]})
+    return pd.DataFrame(
+        {
+            "prompt": domain.prompts[prompt],
+            "rank": np.arange(1, len(order) + 1),
+            "output": [domain.outputs[i] for i in order],
+            "p": probs[prompt, order],
+            "valid": domain.valid[prompt, order],
+        }
+    )
 
 
 def changes(frame: pd.DataFrame) -> pd.DataFrame:
-    """Before/after per (domain, judge, beta, seed, metric), averaged over prompts, with ``delta``."""
-    keys = ["domain", "judge", "beta", "seed", "metric"]
+    """Per (domain, judge, beta, replicate, metric), each stage averaged over prompts, and
+    ``delta = after - before``: one value per replicate, the unit the claims' intervals use.
+
+    Explained in :ref:`sec-preference-before-after`.
+    """
+    keys = ["domain", "judge", "beta", "replicate", "metric"]
     wide = frame.groupby([*keys, "stage"])["value"].mean().unstack("stage").reset_index()
     wide["delta"] = wide["after"] - wide["before"]
     wide.columns.name = None
     return wide
 
 
-def run_experiment(*, arms=ARMS, betas=(1.0,), sweep_betas=(), sweep_arms=None, n_seeds: int = 2,
-                   n_prompts: int = 6,
-                   valid_share: float = 0.5, corpus_size: int = 20000, pretrain_steps: int = 600,
-                   n_pairs: int = 1024, dpo_steps: int = 150, batch_size: int = 64, lr: float = 3e-3,
-                   n_samples: int = 64, theory_betas=None, seed: int = 0, arch: str = "gru",
-                   pretrain_lr: float = 1e-2, self_bleu_samples: int | None = None,
-                   device: str = "cpu", model_sizes: dict | None = None) -> dict[str, pd.DataFrame]:
-    """Pretrain one reference model on both domains, tune it with DPO per (domain, judge, beta, seed).
+def check_judge_scale(judge_scale: float) -> float:
+    """A judge's strength: a finite number >= 0 (0 is a judge that prefers nothing).
 
-    Returns tidy frames:
+    Explained in :ref:`sec-preference-setup`.
+    """
+    if isinstance(judge_scale, bool) or not (
+        isinstance(judge_scale, (int, float, np.integer, np.floating)) and np.isfinite(judge_scale) and judge_scale >= 0
+    ):
+        raise ValueError(f"parameter 'judge_scale' must be a finite number >= 0; got {judge_scale!r}")
+    return float(judge_scale)
 
-    * ``samples`` — ``domain, judge, beta, seed, stage (before|after), prompt, metric, value``
-      from ``n_samples`` samples per prompt (:func:`sample_metrics`); ``before`` is the
-      reference model, sampled with the same seed's generator;
-    * ``exact`` — the same keys with the exact metrics (:func:`exact_metrics`);
-    * ``theory`` — ``domain, judge, beta, prompt`` + exact metrics of p*_beta on a grid;
-    * ``limits`` — the entropy limits of p* per domain, judge and prompt;
-    * ``training`` — the DPO logs; ``reference`` — one row on the reference model;
-    * ``top`` — the most probable outputs of the first prompt, before and after (seed 0);
-    * ``domains`` — the :class:`~vanishing_tails.experiments.preference.domains.Domain` objects (not a frame).
 
-    Every arm is trained at each of ``betas``; the ``sweep_arms`` (default: each domain
-    with its natural judge) also at each of ``sweep_betas``, to set trained models
-    against the theory curve.
+def run_experiment(
+    *,
+    arms,
+    beta: float,
+    sweep_betas,
+    sweep_arms,
+    n_references: int,
+    n_prompts: int,
+    valid_share: float,
+    corpus_size: int,
+    pretrain_steps: int,
+    n_pairs: int,
+    dpo_steps: int,
+    lr: float,
+    n_samples: int,
+    judge_scale: float,
+    seed: int,
+    arch: str,
+    device: str,
+    batch_size: int = 64,
+    pretrain_lr: float = 1e-2,
+    theory_betas=None,
+    self_bleu_samples: int | None = None,
+    model_sizes: dict | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Pretrain ``n_references`` reference models and tune each with DPO once per arm.
+
+    A *replicate* is one reference model: its own corpus draw, initial weights and
+    minibatches (named streams of ``seed``), and then, for every (domain, judge) arm, its own
+    preference pairs, DPO minibatches and samples. Replicates share nothing random, so one
+    value per replicate is an independent draw of the whole pipeline. The judge's
+    standardised reward is multiplied by ``judge_scale`` (0: a judge that prefers nothing,
+    every label a coin flip, and p* = p_ref at every beta).
+
+    Every arm is trained at ``beta`` and measured exactly and from ``n_samples`` samples per
+    prompt; the ``sweep_arms`` are also trained at each of ``sweep_betas`` and measured
+    exactly only (the theory figure). Returns tidy frames, each with a ``replicate`` column:
+
+    * ``samples`` — ``domain, judge, beta, replicate, stage (before|after), prompt, metric,
+      value`` (:func:`sample_metrics`; ``before`` is the replicate's reference model);
+    * ``exact`` — the same keys with the exact metrics (:func:`exact_metrics`); stage
+      ``optimum`` is p*_beta itself;
+    * ``theory`` — ``domain, judge, beta, replicate, prompt`` + exact metrics of p*_beta on a
+      grid of betas; ``limits`` — the entropy limits of p* (:func:`optimum_limits`);
+    * ``training`` — the DPO logs; ``reference`` — one row per reference model;
+    * ``top`` — the most probable outputs of the first prompt, before and after (replicate 0);
+    * ``domains`` — the :class:`~vanishing_tails.core.domains.Domain`
+      objects (not a frame).
+
+    Explained in :ref:`sec-preference-setup`.
     """
     arms = check_arms(arms)
-    betas = [check_beta(b, "betas") for b in betas]
+    beta = check_beta(beta)
     sweep = [check_beta(b, "sweep_betas") for b in sweep_betas]
-    sweep_arms = ([(d, natural_judge(d)) for d in DOMAINS] if sweep_arms is None
-                  else check_arms(sweep_arms))
-    arm_betas = {a: sorted(set(betas) | (set(sweep) if a in sweep_arms else set())) for a in arms}
-    if n_seeds < 1:
-        raise ValueError(f"n_seeds must be >= 1; got {n_seeds}")
+    sweep_arms = check_arms(sweep_arms) if sweep_arms else []
+    judge_scale = check_judge_scale(judge_scale)
+    arm_betas = {a: sorted({beta} | (set(sweep) if a in sweep_arms else set())) for a in arms}
+    if int(n_references) != n_references or n_references < 1:
+        raise ValueError(f"n_references must be an integer >= 1; got {n_references!r}")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be >= 2 to measure diversity; got {n_samples}")
     theory_betas = np.geomspace(0.02, 50, 41) if theory_betas is None else np.asarray(theory_betas)
-    t0 = time.process_time()
+    seeds = streams(seed)
     doms = {name: make_domain(name, n_prompts, valid_share) for name in DOMAINS}
-    ss = np.random.SeedSequence(seed)
-    ref_seed, *run_seqs = ss.spawn(1 + n_seeds)
-    ref_seed = int(ref_seed.generate_state(1)[0] % 2**31)
-    model_sizes = dict(model_sizes or {})
-    ref, vocab, pre_log = pretrain_reference(list(doms.values()), corpus_size=corpus_size,
-                                             steps=pretrain_steps, seed=ref_seed, arch=arch,
-                                             lr=pretrain_lr,
-                                             device=device, **model_sizes)
     used = [d for d in DOMAINS if any(a[0] == d for a in arms)]  # fixed order: determinism
-    ref_lp = {d: output_logprobs(ref, vocab, doms[d]) for d in used}
-    ref_dist = {d: restrict(lp) for d, lp in ref_lp.items()}
-    rewards = {(d, j): judge_rewards(doms[d], j, ref_dist[d][0]) for d, j in arms}
-    winw = {a: win_weights(ref_dist[a[0]][0], rewards[a]) for a in arms}
+    samples, exact, theory, limits, training, top, refs = [], [], [], [], [], [], []
 
-    samples, exact, theory, limits, training, top = [], [], [], [], [], []
-    for d, j in arms:
-        dom = doms[d]
-        p_ref, leak_ref = ref_dist[d]
-        r = rewards[(d, j)]
-        theory.append(optimum_curve(dom, p_ref, r, theory_betas).assign(domain=d, judge=j))
-        limits.append(optimum_limits(p_ref, r).assign(domain=d, judge=j))
-    for d in used:
-        top.append(top_outputs(doms[d], ref_dist[d][0]).assign(domain=d, judge="-", beta=np.nan,
-                                                               stage="before"))
-
-    def measure(model, dom, seed_words):
-        """Sample metrics of ``model`` with a generator derived from ``seed_words`` alone."""
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence(seed_words).generate_state(1)[0]))
+    def measure(model, vocab, dom, key):
+        """Sample metrics of ``model`` from the named stream ``key`` alone."""
+        g = torch.Generator().manual_seed(seeds[key])
         texts = sample_texts(model, vocab, dom, n_samples, generator=g)
-        return pd.DataFrame([{"prompt": p, **sample_metrics(dom, p, texts[p], seed=seed_words[0],
-                                                            self_bleu_samples=self_bleu_samples)}
-                             for p in range(dom.n_prompts)])
+        return pd.DataFrame(
+            [
+                {
+                    "prompt": p,
+                    **sample_metrics(dom, p, texts[p], seed=seeds[(*key, "bleu")], self_bleu_samples=self_bleu_samples),
+                }
+                for p in range(dom.n_prompts)
+            ]
+        )
 
-    for s, seq in enumerate(run_seqs):
-        s_pairs, s_train, s_sample = (int(x % 2**31) for x in seq.generate_state(3))
-        before = {d: measure(ref, doms[d], [s_sample, DOMAINS.index(d)]) for d in used}
+    for rep in range(n_references):
+        t0 = time.process_time()
+        ref, vocab, pre_log = pretrain_reference(
+            list(doms.values()),
+            corpus_size=corpus_size,
+            steps=pretrain_steps,
+            seed=seeds["reference", rep],
+            arch=arch,
+            device=device,
+            pretrain_lr=pretrain_lr,
+            **dict(model_sizes or {}),
+        )
+        ref_dist = {d: restrict(output_logprobs(ref, vocab, doms[d])) for d in used}
+        rewards = {(d, j): judge_scale * judge_rewards(doms[d], j, ref_dist[d][0]) for d, j in arms}
+
+        before = {d: measure(ref, vocab, doms[d], ("sample", rep, d)) for d in used}
+        if rep == 0:
+            for d in used:
+                first = top_outputs(doms[d], ref_dist[d][0])
+                top.append(first.assign(domain=d, judge="-", beta=np.nan, stage="before"))
         for d, j in arms:
             dom = doms[d]
             p_ref, leak_ref = ref_dist[d]
             r = rewards[(d, j)]
-            keys = dict(domain=d, judge=j, seed=s)
-            arm_id = [DOMAINS.index(d), JUDGES.index(j)]
-            pairs = preference_pairs(p_ref, r, n_pairs, rng=np.random.default_rng([s_pairs, *arm_id]))
+            keys = dict(domain=d, judge=j, replicate=rep)
+            theory.append(optimum_curve(dom, p_ref, r, theory_betas).assign(**keys))
+            limits.append(optimum_limits(p_ref, r).assign(**keys))
+            win_w = win_weights(p_ref, r)
+            pairs = preference_pairs(p_ref, r, n_pairs, rng=seeds.rng(("pairs", rep, d, j)))
             for b in arm_betas[(d, j)]:
                 star = kl_regularised_optimum(p_ref, r, b)
-                kw = dict(win_w=winw[(d, j)], optimum=star)
-                samples.append(before[d].assign(stage="before", beta=b, **keys))
-                exact.append(exact_metrics(dom, p_ref, p_ref, r, leak_ref, **kw)
-                             .assign(stage="before", beta=b, **keys))
-                policy, log = train_dpo(ref, vocab, dom, pairs, beta=b, steps=dpo_steps,
-                                        batch_size=batch_size, lr=lr, seed=s_train,
-                                        log_every=max(1, dpo_steps // 10))
-                training.append(log.assign(beta=b, **keys))
+                kw = dict(win_w=win_w, optimum=star)
+                at = dict(beta=b, **keys)
+                exact.append(exact_metrics(dom, p_ref, p_ref, r, leak_ref, **kw).assign(stage="before", **at))
+                exact.append(exact_metrics(dom, star, p_ref, r, **kw).assign(stage="optimum", **at))
+                policy, log = train_dpo(
+                    ref,
+                    vocab,
+                    dom,
+                    pairs,
+                    beta=b,
+                    steps=dpo_steps,
+                    lr=lr,
+                    seed=seeds["dpo", rep, d, j, b],
+                    batch_size=batch_size,
+                    log_every=max(1, dpo_steps // 10),
+                )
+                training.append(log.assign(**at))
                 probs, leak = restrict(output_logprobs(policy, vocab, dom))
-                exact.append(exact_metrics(dom, probs, p_ref, r, leak, **kw)
-                             .assign(stage="after", beta=b, **keys))
-                after = measure(policy, dom, [s_sample, 7, *arm_id, int(round(b * 1e6))])
-                samples.append(after.assign(stage="after", beta=b, **keys))
-                if s == 0:
-                    top.append(top_outputs(dom, probs).assign(domain=d, judge=j, beta=b, stage="after"))
-    id_vars = ["domain", "judge", "beta", "seed", "stage", "prompt"]
-    samples = pd.concat(samples, ignore_index=True).melt(id_vars=id_vars, var_name="metric")
-    exact = pd.concat(exact, ignore_index=True).melt(id_vars=id_vars, var_name="metric")
-    reference = pd.DataFrame([{
-        "n_parameters": lm.n_parameters(ref), "vocab_size": len(vocab),
-        "pretrain_loss": float(pre_log["loss"].iloc[-1]),
-        **{f"leak_{d}": float(ref_dist[d][1].mean()) for d in ref_dist},
-        **{f"kl_to_prior_{d}": float(metrics.kl_divergence(doms[d].prior, ref_dist[d][0]).mean())
-           for d in ref_dist},
-        "cpu_seconds": time.process_time() - t0,
-    }])
-    return {"samples": samples, "exact": exact, "theory": pd.concat(theory, ignore_index=True),
-            "limits": pd.concat(limits, ignore_index=True),
-            "training": pd.concat(training, ignore_index=True), "reference": reference,
-            "top": pd.concat(top, ignore_index=True), "domains": doms}
+                exact.append(exact_metrics(dom, probs, p_ref, r, leak, **kw).assign(stage="after", **at))
+                if b == beta:
+                    samples.append(before[d].assign(stage="before", **at))
+                    samples.append(measure(policy, vocab, dom, ("sample", rep, d, j)).assign(stage="after", **at))
+                    if rep == 0:
+                        top.append(top_outputs(dom, probs).assign(domain=d, judge=j, beta=b, stage="after"))
+        refs.append(
+            {
+                "replicate": rep,
+                "n_parameters": lm.n_parameters(ref),
+                "vocab_size": len(vocab),
+                "pretrain_loss": float(pre_log["loss"].iloc[-1]),
+                **{f"leak_{d}": float(ref_dist[d][1].mean()) for d in ref_dist},
+                **{
+                    f"kl_to_prior_{d}": float(metrics.kl_divergence(doms[d].prior, ref_dist[d][0]).mean())
+                    for d in ref_dist
+                },
+                "cpu_seconds": time.process_time() - t0,
+            }
+        )
+    id_vars = ["domain", "judge", "beta", "replicate", "stage", "prompt"]
+    return {
+        "samples": pd.concat(samples, ignore_index=True).melt(id_vars=id_vars, var_name="metric"),
+        "exact": pd.concat(exact, ignore_index=True).melt(id_vars=id_vars, var_name="metric"),
+        "theory": pd.concat(theory, ignore_index=True),
+        "limits": pd.concat(limits, ignore_index=True),
+        "training": pd.concat(training, ignore_index=True),
+        "reference": pd.DataFrame(refs),
+        "top": pd.concat(top, ignore_index=True),
+        "domains": doms,
+    }

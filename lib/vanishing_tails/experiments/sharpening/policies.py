@@ -23,14 +23,16 @@ or an entropy bonus; the *tabular* control trains ``theta`` only (no shared para
 
 Every tensor carries a leading seed axis ``S``: independent tasks and policies, trained in
 one batch (Adam is elementwise and the loss is a sum over seeds, so the seeds do not
-interact). Explained in chapter 3 (``chapters/03_sharpening_spreads.md``).
+interact). Sizes and coefficients have no defaults here: the chapter's spec
+(:mod:`vanishing_tails.experiments.sharpening.spec`) is the only place they are set.
+Explained in :ref:`chapter-sharpening-spreads`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -47,11 +49,11 @@ __all__ = [
     "AnswerTask",
     "AnswerPolicy",
     "AnswerRun",
+    "standard_arms",
     "make_answer_task",
     "train_answer_policy",
     "sample_evaluation",
     "exact_pass_at_k",
-    "exact_expected_distinct",
     "base_sampler_coverage",
 ]
 
@@ -63,28 +65,48 @@ def _check(name: str, ok: bool, allowed: str, value) -> None:
         raise ValueError(f"{name} must be {allowed}; got {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Arm:
-    """One training recipe: outcome reward plus optional exploration terms.
+    """One training recipe: outcome reward plus optional exploration terms (0 switches one off).
 
-    ``ucb_c``: historical bonus c * min(1, 1/sqrt(N(x, a))) - ``ucb_offset``;
-    ``batch_c``: batch penalty -(batch_c / G) * #{j != i: a_j = a_i};
+    ``ucb_c``: historical bonus c * min(1, 1/sqrt(N(x, a))) on the reward;
+    ``batch_c``: batch penalty -(batch_c / G) * #{j != i: a_j = a_i} on the reward;
     ``entropy_beta``: loss term -beta * mean_x H(pi(. | x)) over training problems;
     ``shared=False``: the tabular control (only the per-problem logits are trained).
+    The scales have no defaults: the chapter's spec sets them (:func:`standard_arms`).
+    Explained in :ref:`sec-sharpening-bonuses`.
     """
 
     name: str
-    ucb_c: float = 0.0
-    ucb_offset: float = 0.0
-    batch_c: float = 0.0
-    entropy_beta: float = 0.0
+    ucb_c: float
+    batch_c: float
+    entropy_beta: float
     shared: bool = True
 
     def __post_init__(self) -> None:
-        for field in ("ucb_c", "ucb_offset", "batch_c", "entropy_beta"):
+        for field in ("ucb_c", "batch_c", "entropy_beta"):
             v = getattr(self, field)
-            _check(field, isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
-                   "a finite number >= 0 (a bonus or penalty scale cannot be negative)", v)
+            _check(
+                field,
+                isinstance(v, (int, float)) and math.isfinite(v) and v >= 0,
+                "a finite number >= 0 (a bonus or penalty scale cannot be negative)",
+                v,
+            )
+
+
+def standard_arms(*, ucb_c: float, batch_c: float, entropy_beta: float) -> list[Arm]:
+    """The chapter's five arms, in order: outcome only, historical (UCB), batch, entropy bonus,
+    and the tabular control (outcome only, no shared parameters).
+
+    Explained in :ref:`sec-sharpening-bonuses`.
+    """
+    return [
+        Arm(name="outcome only", ucb_c=0.0, batch_c=0.0, entropy_beta=0.0),
+        Arm(name="historical (UCB)", ucb_c=ucb_c, batch_c=0.0, entropy_beta=0.0),
+        Arm(name="batch", ucb_c=0.0, batch_c=batch_c, entropy_beta=0.0),
+        Arm(name="entropy bonus", ucb_c=0.0, batch_c=0.0, entropy_beta=entropy_beta),
+        Arm(name="tabular control", ucb_c=0.0, batch_c=0.0, entropy_beta=0.0, shared=False),
+    ]
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,7 @@ class AnswerTask:
     Shapes: ``features`` [S, P, d], ``W0`` [S, d, h], ``E0`` [S, K, h], ``correct`` [S, P, K]
     (bool). ``kind`` [P] is "solved" or "unsolved" (how the correct answer was chosen) and
     ``train`` [P] marks the problems trained on; the layout is the same for every seed.
+    Explained in :ref:`sec-sharpening-policy`.
     """
 
     features: torch.Tensor
@@ -134,14 +157,13 @@ def make_answer_task(
     n_unsolved: int,
     n_held_out: int,
     n_answers: int,
-    n_features: int = 16,
-    n_hidden: int = 16,
-    base_scale: float = 2.0,
-    p_unsolved: float = 1e-3,
-    held_out_unsolved_share: float = 0.5,
+    n_features: int,
+    n_hidden: int,
+    base_scale: float,
+    p_unsolved: float,
     seed: int,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float64,
+    device: str | torch.device,
+    dtype: torch.dtype = torch.float32,
 ) -> AnswerTask:
     """Draw ``n_seeds`` independent tasks: random features and base network, then correct answers.
 
@@ -150,33 +172,42 @@ def make_answer_task(
     inverse temperature) sets how peaked the base policy is. Solved problems: correct
     answer = base mode. Unsolved problems: the answer whose base log-probability is
     closest to log ``p_unsolved`` (never the mode). Layout: training solved, training
-    unsolved, then held-out (solved-type first, a ``held_out_unsolved_share`` of
-    unsolved-type last). Random numbers come from a CPU generator seeded with ``seed``,
-    so the task does not depend on ``device``.
+    unsolved, then held-out (solved-type first, unsolved-type last, half of each).
+    Random numbers come from a CPU generator seeded with ``seed`` (drawn in float64, then
+    cast to ``dtype``), so the task does not depend on ``device``; the base mode is taken
+    from the base policy's own logits in ``dtype``. Explained in :ref:`sec-sharpening-policy`.
     """
-    for name, v, low in (("n_seeds", n_seeds, 1), ("n_solved", n_solved, 1),
-                         ("n_unsolved", n_unsolved, 1), ("n_held_out", n_held_out, 1),
-                         ("n_answers", n_answers, 2), ("n_features", n_features, 1),
-                         ("n_hidden", n_hidden, 1)):
+    for name, v, low in (
+        ("n_seeds", n_seeds, 1),
+        ("n_solved", n_solved, 1),
+        ("n_unsolved", n_unsolved, 1),
+        ("n_held_out", n_held_out, 1),
+        ("n_answers", n_answers, 2),
+        ("n_features", n_features, 1),
+        ("n_hidden", n_hidden, 1),
+    ):
         _check(name, isinstance(v, (int, np.integer)) and v >= low, f"an integer >= {low}", v)
     _check("base_scale", base_scale > 0, "> 0", base_scale)
     _check("p_unsolved", 0 < p_unsolved < 1, "in (0, 1)", p_unsolved)
-    _check("held_out_unsolved_share", 0 <= held_out_unsolved_share <= 1, "in [0, 1]",
-           held_out_unsolved_share)
     S, K, d, h = n_seeds, n_answers, n_features, n_hidden
     P = n_solved + n_unsolved + n_held_out
     gen = torch.Generator().manual_seed(int(seed))
-    features = torch.randn(S, P, d, generator=gen, dtype=dtype)
-    W0 = torch.randn(S, d, h, generator=gen, dtype=dtype) / math.sqrt(d)
-    E0 = torch.randn(S, K, h, generator=gen, dtype=dtype)
+    features = torch.randn(S, P, d, generator=gen, dtype=torch.float64).to(dtype)
+    W0 = (torch.randn(S, d, h, generator=gen, dtype=torch.float64) / math.sqrt(d)).to(dtype)
+    E0 = torch.randn(S, K, h, generator=gen, dtype=torch.float64).to(dtype)
 
-    n_held_unsolved = int(round(n_held_out * held_out_unsolved_share))
-    kind = np.array(["solved"] * n_solved + ["unsolved"] * n_unsolved
-                    + ["solved"] * (n_held_out - n_held_unsolved) + ["unsolved"] * n_held_unsolved)
+    n_held_unsolved = n_held_out // 2
+    kind = np.array(
+        ["solved"] * n_solved
+        + ["unsolved"] * n_unsolved
+        + ["solved"] * (n_held_out - n_held_unsolved)
+        + ["unsolved"] * n_held_unsolved
+    )
     train = np.arange(P) < n_solved + n_unsolved
 
-    scores = features @ W0 @ E0.transpose(-1, -2) / math.sqrt(h)
-    logp0 = torch.log_softmax(base_scale * scores, dim=-1)
+    unknown = torch.zeros(S, P, K, dtype=torch.bool)
+    task = AnswerTask(features, W0, E0, float(base_scale), unknown, kind, train)
+    logp0 = task.base_logprobs()
     mode = logp0.argmax(-1)
     dist = (logp0 - math.log(p_unsolved)).abs()
     dist.scatter_(-1, mode.unsqueeze(-1), math.inf)  # the tail answer is never the mode
@@ -185,37 +216,46 @@ def make_answer_task(
     answer = torch.where(unsolved, tail, mode)
     correct = torch.zeros(S, P, K, dtype=torch.bool).scatter_(-1, answer.unsqueeze(-1), True)
     dev = resolve_device(device)
-    return AnswerTask(features.to(dev), W0.to(dev), E0.to(dev), float(base_scale),
-                      correct.to(dev), kind, train)
+    return replace(task, features=features.to(dev), W0=W0.to(dev), E0=E0.to(dev), correct=correct.to(dev))
 
 
 class AnswerPolicy(nn.Module):
     """pi(a | x) = softmax(exp(s) <phi_x W, e_a>/sqrt(h) + b_a + theta_{x,a}), batched over seeds.
 
-    ``shared=False`` freezes W, E, s and b at the base values (the tabular control): then
-    only ``theta`` learns, and a problem whose group rewards are always equal gets an
-    exactly zero gradient and keeps its base logits bit for bit.
+    ``theta`` exists for the training problems only (a held-out problem never gets a
+    gradient, so its theta would stay 0): ``forward()`` gives the logits of every problem,
+    ``forward(train_only=True)`` those of the training problems, in ``task.train`` order,
+    which is all a training step needs. ``shared=False`` freezes W, E, s and b at the
+    base values (the tabular control): then only ``theta`` learns, and a problem whose
+    group rewards are always equal gets an exactly zero gradient and keeps its base
+    logits bit for bit. Explained in :ref:`sec-sharpening-policy`.
     """
 
     def __init__(self, task: AnswerTask, *, shared: bool = True):
         super().__init__()
-        S, P, K = task.n_seeds, task.n_problems, task.n_answers
+        S, K = task.n_seeds, task.n_answers
         dtype, dev = task.features.dtype, task.features.device
+        train_idx = torch.as_tensor(np.flatnonzero(task.train), device=dev)
         self.register_buffer("features", task.features)
+        self.register_buffer("train_idx", train_idx)
+        self.register_buffer("features_train", task.features[:, train_idx])
         self.W = nn.Parameter(task.W0.clone())
         self.E = nn.Parameter(task.E0.clone())
-        self.log_scale = nn.Parameter(torch.full((S, 1, 1), math.log(task.base_scale), dtype=dtype,
-                                                 device=dev))
+        self.log_scale = nn.Parameter(torch.full((S, 1, 1), math.log(task.base_scale), dtype=dtype, device=dev))
         self.bias = nn.Parameter(torch.zeros(S, 1, K, dtype=dtype, device=dev))
-        self.theta = nn.Parameter(torch.zeros(S, P, K, dtype=dtype, device=dev))
+        self.theta = nn.Parameter(torch.zeros(S, len(train_idx), K, dtype=dtype, device=dev))
         self.shared = shared
         for p in (self.W, self.E, self.log_scale, self.bias):
             p.requires_grad_(shared)
         self._norm = 1.0 / math.sqrt(task.W0.shape[-1])
 
-    def forward(self) -> torch.Tensor:
-        scores = (self.features @ self.W) @ self.E.transpose(-1, -2) * self._norm
-        return self.log_scale.exp() * scores + self.bias + self.theta
+    def forward(self, train_only: bool = False) -> torch.Tensor:
+        features = self.features_train if train_only else self.features
+        scores = (features @ self.W) @ self.E.transpose(-1, -2) * self._norm
+        logits = self.log_scale.exp() * scores + self.bias
+        if train_only:
+            return logits + self.theta
+        return logits.index_add(1, self.train_idx, self.theta)
 
 
 @dataclass
@@ -226,10 +266,10 @@ class AnswerRun:
     :func:`train_answer_policy`); ``logp0`` / ``logp``: base and final log-probabilities
     [S, P, K]; ``first_found`` [S, P]: the training step whose batch first held a correct
     answer for the problem (-1 if never, and for held-out problems);
-    ``never_found_change`` [S]: max |log pi - log pi_0| over unsolved training problems that
+    ``never_found_change`` [S]: ``max |log pi - log pi_0|`` over unsolved training problems that
     never sampled a correct answer (exactly 0 for the tabular control; NaN if there are none);
     ``inverse_temperature`` [S]: the shared exp(s) at the end (the base value for the
-    tabular control).
+    tabular control). Explained in :ref:`sec-sharpening-transfer`.
     """
 
     arm: Arm
@@ -247,7 +287,10 @@ class AnswerRun:
 
 
 def exact_pass_at_k(p_correct: np.ndarray, k: np.ndarray | int) -> np.ndarray:
-    """pass@k of a policy that is correct with probability p on each independent draw: 1 - (1 - p)^k."""
+    """pass@k of a policy that is correct with probability p on each independent draw: 1 - (1 - p)^k.
+
+    Explained in :ref:`sec-sharpening-passk`.
+    """
     p = np.clip(np.asarray(p_correct, dtype=float), 0.0, 1.0)
     with np.errstate(divide="ignore"):
         return -np.expm1(np.asarray(k) * np.log1p(-p))
@@ -258,15 +301,10 @@ def base_sampler_coverage(p_correct: np.ndarray, group_size: int, steps: np.ndar
 
     1 - (1 - p)^(G t) for G = ``group_size`` draws per step. This is *exactly* the tabular
     control's coverage on each problem: until a problem's first correct sample its GRPO
-    advantages are all zero, so its logits stay at the base (chapter 3). Broadcasts
-    ``p_correct`` against ``steps``.
+    advantages are all zero, so its logits stay at the base. Broadcasts ``p_correct``
+    against ``steps``. Explained in :ref:`sec-sharpening-bonuses`.
     """
     return exact_pass_at_k(p_correct, group_size * np.asarray(steps))
-
-
-def exact_expected_distinct(probs: np.ndarray, n: int) -> np.ndarray:
-    """Expected distinct answers in n draws, sum_a 1 - (1 - p_a)^n (= metrics.expected_distinct)."""
-    return metrics.expected_distinct(probs, n)
 
 
 def _masked_stat(values: np.ndarray, mask: np.ndarray, how: str) -> np.ndarray:
@@ -288,11 +326,10 @@ def train_answer_policy(
     steps: int,
     group_size: int,
     lr: float,
-    shared_lr: float | None = None,
-    eval_every: int = 1,
-    n_distinct: int = 16,
-    k_max: int = 256,
-    normalize: bool = True,
+    eval_every: int,
+    n_distinct: int,
+    k_max: int,
+    normalize: bool,
     seed: int,
 ) -> AnswerRun:
     """Train the answer policy of every seed with GRPO-style outcome reward, batched.
@@ -301,7 +338,8 @@ def train_answer_policy(
     from pi(. | x); reward r_i = 1[a_i correct] (+ UCB bonus on the counts before this
     batch, + batch penalty); advantages A = group_advantages(r) (group-mean baseline, std-
     normalised unless ``normalize=False``); loss = -mean A_i log pi(a_i | x) - beta mean_x H;
-    one Adam step (lr ``lr``, no weight decay). A group whose rewards are all equal has
+    one Adam step (lr ``lr``, no weight decay; ``lr = 0`` leaves every policy at the base
+    bit for bit, the chapter's null configuration). A group whose rewards are all equal has
     A = 0 exactly and contributes no gradient.
 
     Every ``eval_every`` steps (and at the last) it records, per seed, the mean over the
@@ -311,13 +349,16 @@ def train_answer_policy(
     (expected distinct answers in ``n_distinct`` draws, sum_a 1 - (1 - p_a)^n), "pass@1",
     f"pass@{k_max}" (exact, 1 - (1 - p)^k), "coverage" (training groups: share with a correct
     answer sampled so far), and the maximum over the group of "max_logp_change"
-    (max_a |log pi_t - log pi_0|).
+    (``max_a |log pi_t - log pi_0|``). Explained in :ref:`sec-sharpening-policy`.
     """
     _check("steps", isinstance(steps, (int, np.integer)) and steps >= 1, "an integer >= 1", steps)
-    _check("group_size", isinstance(group_size, (int, np.integer)) and group_size >= 2,
-           "an integer >= 2 (GRPO needs a group to form a baseline)", group_size)
-    _check("lr", lr > 0, "> 0", lr)
-    _check("shared_lr", shared_lr is None or shared_lr >= 0, "None or >= 0", shared_lr)
+    _check(
+        "group_size",
+        isinstance(group_size, (int, np.integer)) and group_size >= 2,
+        "an integer >= 2 (GRPO needs a group to form a baseline)",
+        group_size,
+    )
+    _check("lr", lr >= 0, ">= 0", lr)
     _check("eval_every", eval_every >= 1, "an integer >= 1", eval_every)
     _check("n_distinct", n_distinct >= 1, "an integer >= 1", n_distinct)
     _check("k_max", k_max >= 1, "an integer >= 1", k_max)
@@ -327,18 +368,14 @@ def train_answer_policy(
     device = task.features.device
     policy = AnswerPolicy(task, shared=arm.shared)
     shared_params = [p for p in (policy.W, policy.E, policy.log_scale, policy.bias) if p.requires_grad]
-    param_groups = [{"params": [policy.theta], "lr": lr}]
-    if shared_params:
-        param_groups.append({"params": shared_params, "lr": lr if shared_lr is None else shared_lr})
-    opt = torch.optim.Adam(param_groups)
+    opt = torch.optim.Adam([policy.theta, *shared_params], lr=lr)
     gen = torch.Generator(device=device).manual_seed(int(seed))
 
     S, P, K, G = task.n_seeds, task.n_problems, task.n_answers, group_size
     train_np = np.flatnonzero(task.train)
-    train_idx = torch.as_tensor(train_np, device=device)
     P_tr = len(train_np)
     dtype = task.features.dtype
-    correct_tr = task.correct.to(dtype)[:, train_idx]
+    correct_tr = task.correct.to(dtype)[:, policy.train_idx]
     counts = torch.zeros(S, P_tr, K, dtype=dtype, device=device)
     ones = torch.ones(S, P_tr, G, dtype=dtype, device=device)
     first_found = np.full((S, P), -1, dtype=np.int64)
@@ -371,26 +408,26 @@ def train_answer_policy(
                 records.append((step, g, name, _masked_stat(v, mask, "mean")))
             records.append((step, g, "max_logp_change", _masked_stat(change, mask, "max")))
 
-    logp = None
+    lp = None
     for step in range(steps + 1):
-        logp = torch.log_softmax(policy(), dim=-1)
-        if step == 0:
-            logp0_np = logp.detach().cpu().numpy()
-            ent0 = metrics.entropy(np.exp(logp0_np))
-        if step % eval_every == 0 or step == steps:
-            record(step, logp.detach().cpu().numpy())
+        if step % eval_every == 0 or step == steps:  # every problem's logits, for the record
+            with torch.no_grad():
+                lp = torch.log_softmax(policy(), dim=-1).cpu().numpy()
+            if step == 0:
+                logp0_np = lp
+                ent0 = metrics.entropy(np.exp(logp0_np))
+            record(step, lp)
         if step == steps:
             break
-        logp_tr = logp[:, train_idx]
+        logp_tr = torch.log_softmax(policy(train_only=True), dim=-1)
         with torch.no_grad():
-            a = torch.multinomial(logp_tr.exp().reshape(-1, K), G, replacement=True,
-                                  generator=gen).view(S, P_tr, G)
+            a = torch.multinomial(logp_tr.exp().reshape(-1, K), G, replacement=True, generator=gen).view(S, P_tr, G)
             r = correct_tr.gather(-1, a)
             hit = (r.amax(-1) > 0).cpu().numpy()
             sub = first_found[:, train_np]
             first_found[:, train_np] = np.where(hit & (sub < 0), step, sub)
             if arm.ucb_c > 0:
-                r = r + ucb_bonus(counts, a, arm.ucb_c, offset=arm.ucb_offset, dtype=dtype)
+                r = r + ucb_bonus(counts, a, arm.ucb_c, dtype=dtype)
             counts.scatter_add_(-1, a, ones)
             if arm.batch_c > 0:
                 r = r + batch_repetition_penalty(a, arm.batch_c, dtype=dtype)
@@ -403,16 +440,21 @@ def train_answer_policy(
         loss.sum().backward()
         opt.step()
 
-    history = pd.DataFrame({
-        "arm": arm.name,
-        "seed": np.tile(np.arange(S), len(records)),
-        "step": np.repeat([r[0] for r in records], S),
-        "group": np.repeat([r[1] for r in records], S),
-        "metric": np.repeat([r[2] for r in records], S),
-        "value": np.concatenate([r[3] for r in records]),
-    }).dropna(subset=["value"]).reset_index(drop=True)
+    history = (
+        pd.DataFrame(
+            {
+                "arm": arm.name,
+                "seed": np.tile(np.arange(S), len(records)),
+                "step": np.repeat([r[0] for r in records], S),
+                "group": np.repeat([r[1] for r in records], S),
+                "metric": np.repeat([r[2] for r in records], S),
+                "value": np.concatenate([r[3] for r in records]),
+            }
+        )
+        .dropna(subset=["value"])
+        .reset_index(drop=True)
+    )
 
-    lp = logp.detach().cpu().numpy()
     never = (groups == "unsolved")[None, :] & (first_found < 0)
     never_change = _masked_stat(np.abs(lp - logp0_np).max(axis=-1), never, "max")
     inv_temp = policy.log_scale.detach().exp().reshape(S).cpu().numpy()
@@ -434,12 +476,12 @@ def sample_evaluation(
     the unbiased estimator 1 - C(n-c, k)/C(n, k) (``metrics.pass_at_k``) against
     1 - (1 - p)^k, and the number of distinct answers among the n draws against
     sum_a 1 - (1 - p_a)^n (``metrics.expected_distinct``). Requires every k <= n.
+    Explained in :ref:`sec-sharpening-passk`.
     """
     ks = [int(k) for k in ks]
     _check("n", isinstance(n, (int, np.integer)) and n >= 1, "an integer >= 1", n)
     if not ks or min(ks) < 1 or max(ks) > n:
-        raise ValueError(f"every k must satisfy 1 <= k <= n = {n} (k cannot exceed the samples "
-                         f"drawn); got ks = {ks}")
+        raise ValueError(f"every k must satisfy 1 <= k <= n = {n} (k cannot exceed the samples drawn); got ks = {ks}")
     probs = metrics.as_distribution(np.exp(np.asarray(logp, dtype=float)), name="logp")
     correct = np.asarray(correct, dtype=bool)
     S, P, _ = probs.shape
@@ -451,20 +493,24 @@ def sample_evaluation(
     est = metrics.pass_at_k(n, c[..., None], karr)  # [S, P, len(ks)]
     exact = exact_pass_at_k(p1[..., None], karr)
     seeds, problems = np.meshgrid(np.arange(S), np.arange(P), indexing="ij")
-    frame_k = pd.DataFrame({
-        "seed": np.repeat(seeds.reshape(-1), len(ks)),
-        "problem": np.repeat(problems.reshape(-1), len(ks)),
-        "quantity": "pass@k",
-        "k": np.tile(karr, S * P),
-        "estimate": est.reshape(-1),
-        "theory": exact.reshape(-1),
-    })
-    frame_d = pd.DataFrame({
-        "seed": seeds.reshape(-1),
-        "problem": problems.reshape(-1),
-        "quantity": "distinct",
-        "k": n,
-        "estimate": (counts > 0).sum(-1).reshape(-1).astype(float),
-        "theory": metrics.expected_distinct(probs, n).reshape(-1),
-    })
+    frame_k = pd.DataFrame(
+        {
+            "seed": np.repeat(seeds.reshape(-1), len(ks)),
+            "problem": np.repeat(problems.reshape(-1), len(ks)),
+            "quantity": "pass@k",
+            "k": np.tile(karr, S * P),
+            "estimate": est.reshape(-1),
+            "theory": exact.reshape(-1),
+        }
+    )
+    frame_d = pd.DataFrame(
+        {
+            "seed": seeds.reshape(-1),
+            "problem": problems.reshape(-1),
+            "quantity": "distinct",
+            "k": n,
+            "estimate": (counts > 0).sum(-1).reshape(-1).astype(float),
+            "theory": metrics.expected_distinct(probs, n).reshape(-1),
+        }
+    )
     return pd.concat([frame_k, frame_d], ignore_index=True)

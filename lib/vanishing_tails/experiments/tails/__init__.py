@@ -1,1 +1,3 @@
-"""Chapter 1, "Tails vanish first": its spec. The engine is shared (:mod:`vanishing_tails.core.collapse`)."""
+"""Chapter 1, "Tails vanish first": its spec (:mod:`vanishing_tails.experiments.tails.spec`) and
+what the chapter records from the word chains (:mod:`vanishing_tails.experiments.tails.words`).
+The engines are shared (:mod:`vanishing_tails.core.collapse`)."""

@@ -1,6 +1,140 @@
-"""Chapter 1, "Tails vanish first": parameters and presets."""
+"""Chapter 1, "Tails vanish first": parameters, presets, claims (with their δ) and the null control."""
 
-from ...book.params import ChapterSpec, Param, common_params
+from ...book.params import ChapterSpec, ClaimSpec, Param, common_params
+
+QUARTER = (
+    "stated minimal effect, declared with the claims: a quarter of the real mass (the smallest "
+    "loss this chapter calls a loss)"
+)
+
+CLAIMS = (
+    ClaimSpec(
+        "gauss-tail-first",
+        "Gaussian (n = {n_small}, MLE): beyond what the first refit does, the ±3σ tail goes on to lose "
+        "at least a quarter more of its real mass than the ±1σ centre (median chain)",
+        "per chain: (tail loss − centre loss) at the last generation minus the same after "
+        "generation 1, loss = 1 − model mass / real mass; median over chains (bootstrap)",
+        "direction",
+        0.25,
+        QUARTER,
+        "chains",
+        source="notes",
+    ),
+    ClaimSpec(
+        "words-rare-first",
+        "Words: of the words that survive the first refit, the rarest decile goes on to lose a share "
+        "at least a quarter larger than the most frequent decile",
+        "per chain: (1 − S_rare(T)/S_rare(1)) − (1 − S_top(T)/S_top(1)), S = share of the decile's "
+        "words present; mean over chains (t)",
+        "direction",
+        0.25,
+        "stated minimal effect: a quarter of the decile's surviving words (neutral theory predicts "
+        "most of the words seen once to be lost within tens of generations)",
+        "chains",
+        source="notes",
+    ),
+    ClaimSpec(
+        "tail-mass-drains",
+        "Words at T = 1: the typical chain loses at least a quarter of its mass on the real "
+        "distribution's least-probable q (the notes' 'loses rare events', read as probability mass)",
+        "per chain: 1 − Q_T / q0 at the last generation; median over chains (bootstrap)",
+        "direction",
+        0.25,
+        QUARTER,
+        "chains",
+        source="notes",
+        expected="fails",
+    ),
+    ClaimSpec(
+        "typical-tail-mass-holds",
+        "Instead the tail mass Q_t is one Wright–Fisher frequency: across chains its mean squared "
+        "deviation from q0 is the exact Var[Q_t] = q0(1 − q0)·v_t, v_t = 1 − (1 − 1/m)^t without "
+        "real data (one s.d. is {rel_sd:.2g} of q0 at this horizon)",
+        "per chain: (Q_T − q0)² / Var[Q_T]; theory 1",
+        "oracle",
+        0.0,
+        "exact oracle (|z| < 4)",
+        "chains",
+        source="finding",
+    ),
+    ClaimSpec(
+        "martingale-tail",
+        "At T = 1 the mean chain keeps the real tail mass: E[Q_t] = q0 (a martingale)",
+        "per chain: Q_T / q0; theory 1",
+        "oracle",
+        0.0,
+        "exact oracle (|z| < 4)",
+        "chains",
+        source="theory",
+    ),
+    ClaimSpec(
+        "gini-simpson-theory",
+        "The mean Gini–Simpson diversity follows its exact expectation (1 − Σp0²)(1 − v_t)",
+        "per chain: Gini–Simpson index at the last generation; theory (1 − Σp0²)(1 − v_T)",
+        "oracle",
+        0.0,
+        "exact oracle (|z| < 4)",
+        "chains",
+        source="theory",
+    ),
+    ClaimSpec(
+        "mle-variance-theory",
+        "The mean MLE variance at the last generation (n = {n_large}) matches its exact expectation "
+        "(((n − 1)/n)^t without real data)",
+        "per chain: σ_T², MLE fit; theory from the exact moment recursion",
+        "oracle",
+        0.0,
+        "exact oracle (|z| < 4)",
+        "chains",
+        source="theory",
+    ),
+    ClaimSpec(
+        "temperature-drains-mean",
+        "Sampling at T = {temperature:g} makes the mean chain lose at least a quarter of its tail mass",
+        "per chain: 1 − Q_T / q0 at the last generation, sampling at T < 1; mean over chains (t)",
+        "direction",
+        0.25,
+        QUARTER,
+        "chains",
+        source="finding",
+    ),
+    ClaimSpec(
+        "accumulate-keeps-variance",
+        "Gaussian (n = {n_small}, MLE): accumulating all data keeps at least ten times the variance "
+        "that replacing it keeps (mean log10 variance at the last generation)",
+        "log10 σ_T² (accumulate) − log10 σ_T² (replace), independent chains (Welch t)",
+        "direction",
+        1.0,
+        "stated minimal effect: an order of magnitude of variance",
+        "chains",
+        source="paper",
+    ),
+    ClaimSpec(
+        "real-data-helps-gauss",
+        "Gaussian (n = {n_large}): with {rf_max:.0%} fresh real data per generation the typical chain "
+        "keeps at least a quarter more of the real ±3σ tail mass than with {rf_min:.0%}",
+        "model mass beyond ±3 / real at the last generation: median over the chains of the largest "
+        "real fraction minus median over those of the smallest (independent chains, bootstrap)",
+        "direction",
+        0.25,
+        QUARTER,
+        "chains",
+        source="notes",
+    ),
+    ClaimSpec(
+        "real-data-helps-words",
+        "Words: with {rf_max:.0%} fresh real data per generation the chain keeps at least a tenth "
+        "more of its vocabulary than with {rf_min:.0%}",
+        "share of the vocabulary present at the last generation, largest minus smallest real "
+        "fraction, independent chains (Welch t)",
+        "direction",
+        0.1,
+        "stated minimal effect: a tenth of the vocabulary (real data restores words, not tail "
+        "mass, which is a martingale either way)",
+        "chains",
+        source="notes",
+    ),
+)
 
 SPEC = ChapterSpec(
     stem="01_tails_vanish_first",
@@ -10,23 +144,68 @@ SPEC = ChapterSpec(
     "the tails first; accumulating data or mixing in real data stops it.",
     params=(
         *common_params({"smoke": 400, "book": 2000, "full": 20000}),
-        Param("n_values", "int_list", [10, 100], "samples per generation for the Gaussian chains",
-              low=2),
-        Param("generations", "int", {"smoke": 60, "book": 150, "full": 500},
-              "generations of refitting (Gaussian)", low=1, high=100000),
-        Param("top_n", "int", {"smoke": 5000, "book": 20000, "full": 50000},
-              "vocabulary: the top_n most frequent English words (wordfreq)", low=10, high=200000),
-        Param("m", "int", {"smoke": 20000, "book": 100000, "full": 1000000},
-              "words sampled per generation (the corpus size the model is refit on)", low=2),
-        Param("word_generations", "int", {"smoke": 30, "book": 60, "full": 200},
-              "generations of refitting (words)", low=1, high=100000),
-        Param("word_chains", "int", {"smoke": 16, "book": 48, "full": 200},
-              "independent word-count chains", low=1),
-        Param("q", "float", 0.1, "tail quantile: the least-probable q of the real mass", low=0.001,
-              high=0.5),
-        Param("temperature", "float", 0.9,
-              "sampling temperature of the sharpened arm (1 = plain refitting)", low=0.05, high=1.0),
-        Param("real_fractions", "float_list", [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5],
-              "fractions of fresh real data per generation for the 'mix' sweep", low=0.0, high=1.0),
+        Param("n_values", "int_list", [10, 100], "samples per generation for the Gaussian chains", low=2),
+        Param(
+            "generations",
+            "int",
+            {"smoke": 60, "book": 150, "full": 500},
+            "generations of refitting (Gaussian)",
+            low=2,
+            high=100000,
+        ),
+        Param(
+            "top_n",
+            "int",
+            {"smoke": 5000, "book": 20000, "full": 50000},
+            "vocabulary: the top_n most frequent English words (wordfreq)",
+            low=10,
+            high=200000,
+        ),
+        Param(
+            "m",
+            "int",
+            {"smoke": 20000, "book": 100000, "full": 1000000},
+            "words sampled per generation (the corpus size the model is refit on)",
+            low=2,
+        ),
+        Param(
+            "word_generations",
+            "int",
+            {"smoke": 30, "book": 60, "full": 200},
+            "generations of refitting (words)",
+            low=2,
+            high=100000,
+        ),
+        Param("word_chains", "int", {"smoke": 16, "book": 48, "full": 200}, "independent word-count chains", low=2),
+        Param("q", "float", 0.1, "tail quantile: the least-probable q of the real mass", low=0.001, high=0.5),
+        Param(
+            "temperature",
+            "float",
+            0.9,
+            "sampling temperature of the sharpened arm (1 = plain refitting)",
+            low=0.05,
+            high=1.0,
+        ),
+        Param(
+            "real_fraction",
+            "float",
+            0.0,
+            "fresh real data in every generation of every arm (0 = pure self-training; 1 = the "
+            "null control); no arm of the real-fraction sweep gets less",
+            low=0.0,
+            high=1.0,
+        ),
+        Param(
+            "real_fractions",
+            "float_list",
+            [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5],
+            "fractions of fresh real data per generation for the 'mix' sweep",
+            low=0.0,
+            high=1.0,
+        ),
     ),
+    claims=CLAIMS,
+    null={"real_fraction": 1.0},
+    null_description="fresh real data every generation: every arm, the real-fraction sweep's included, "
+    "is refit on a new real sample each generation, so nothing is inherited and nothing compounds",
 )

@@ -20,7 +20,7 @@ Each domain also carries a *prior* over outputs, ``prior[p, y]``: a Zipf-like
 preference for some tokens, clichés (``grey sea``, ``silver moon``, ``x + 1``), and a
 length distribution, reweighted so that a chosen share ``valid_share`` of each
 prompt's mass is valid. The reference model of chapter 5 is pretrained on a corpus
-drawn from it (``vanishing_tails.experiments.preference.tuning.reference_corpus``).
+drawn from it (:func:`vanishing_tails.experiments.preference.tuning.reference_corpus`).
 
 Because the output space is enumerable, every distribution over it — the reference
 model's, a tuned model's, the KL-regularised optimum p* ∝ p_ref exp(r/β) — can be
@@ -41,7 +41,6 @@ DOMAINS = ("code", "creative")
 ATOMS = ("x", "1", "2", "3")
 OPS = ("+", "-", "*")
 PROBES = (0, 1, 2, 3, 4)
-CODE_LENGTHS = (1, 3, 5)
 # Prior preferences of the "pretraining corpus" (a Zipf-like coder who likes x and +).
 _ATOM_W = {"x": 0.4, "1": 0.3, "2": 0.2, "3": 0.1}
 _OP_W = {"+": 0.5, "*": 0.3, "-": 0.2}
@@ -61,6 +60,8 @@ def run_program(program: str | list[str], x: int) -> int | None:
     7
     >>> run_program("x +", 1) is None
     True
+
+    Explained in :ref:`sec-preference-setup`.
     """
     toks = program.split() if isinstance(program, str) else list(program)
     if not toks or len(toks) % 2 == 0:
@@ -91,7 +92,10 @@ def run_program(program: str | list[str], x: int) -> int | None:
 
 
 def enumerate_programs() -> list[str]:
-    """Every program of 1, 3 or 5 tokens, in a fixed order (628 of them)."""
+    """Every program of 1, 3 or 5 tokens, in a fixed order (628 of them).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     out = list(ATOMS)
     for a, o, b in itertools.product(ATOMS, OPS, ATOMS):
         out.append(f"{a} {o} {b}")
@@ -101,7 +105,10 @@ def enumerate_programs() -> list[str]:
 
 
 def program_shape(program: str) -> str:
-    """Syntactic template: literals replaced by ``N`` (``x * 2 + 1`` -> ``x * N + N``)."""
+    """Syntactic template: literals replaced by ``N`` (``x * 2 + 1`` -> ``x * N + N``).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     return " ".join("N" if t.isdigit() else t for t in program.split())
 
 
@@ -111,23 +118,23 @@ ADJS = ("grey", "silver", "quiet", "broken")
 NOUNS = ("sea", "moon", "city", "heart", "rain", "stone")
 VERBS = ("sleeps", "burns", "sings", "waits")
 PREPS = ("under", "beyond")
-NOUN_CATEGORY = {"sea": "water", "rain": "water", "moon": "sky", "heart": "body",
-                 "city": "built", "stone": "built"}
+NOUN_CATEGORY = {"sea": "water", "rain": "water", "moon": "sky", "heart": "body", "city": "built", "stone": "built"}
 VERB_CATEGORY = {"sleeps": "still", "waits": "still", "burns": "lively", "sings": "lively"}
 # Clichés of the "pretraining corpus": each noun's favourite adjective and verb.
-_CLICHE_ADJ = {"sea": "grey", "moon": "silver", "city": "quiet", "heart": "broken",
-               "rain": "grey", "stone": "quiet"}
-_CLICHE_VERB = {"sea": "sings", "moon": "sleeps", "city": "sleeps", "heart": "burns",
-                "rain": "sings", "stone": "waits"}
+_CLICHE_ADJ = {"sea": "grey", "moon": "silver", "city": "quiet", "heart": "broken", "rain": "grey", "stone": "quiet"}
+_CLICHE_VERB = {"sea": "sings", "moon": "sleeps", "city": "sleeps", "heart": "burns", "rain": "sings", "stone": "waits"}
 _NOUN_W = {"sea": 0.25, "moon": 0.25, "heart": 0.2, "city": 0.12, "rain": 0.1, "stone": 0.08}
-_P_NO_ADJ, _P_CLICHE_ADJ = 0.3, 0.5        # remaining 0.2 spread over the other adjectives
-_P_CLICHE_VERB = 0.55                       # remaining 0.45 over the other verbs
+_P_NO_ADJ, _P_CLICHE_ADJ = 0.3, 0.5  # remaining 0.2 spread over the other adjectives
+_P_CLICHE_VERB = 0.55  # remaining 0.45 over the other verbs
 _P_NO_TAIL = 0.45
 _PREP_W = {"under": 0.7, "beyond": 0.3}
 
 
 def enumerate_lines() -> list[str]:
-    """Every line ``[ADJ] NOUN VERB [PREP NOUN]``, in a fixed order (1560 of them)."""
+    """Every line ``[ADJ] NOUN VERB [PREP NOUN]``, in a fixed order (1560 of them).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     out = []
     tails = [""] + [f" {p} {n}" for p in PREPS for n in NOUNS]
     for adj in ("",) + ADJS:
@@ -139,7 +146,10 @@ def enumerate_lines() -> list[str]:
 
 
 def parse_line(line: str) -> dict | None:
-    """Slots of a well-formed line (``adj``, ``noun``, ``verb``, ``prep``, ``noun2``), else None."""
+    """Slots of a well-formed line (``adj``, ``noun``, ``verb``, ``prep``, ``noun2``), else None.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     toks = line.split()
     if toks and toks[0] in ADJS:
         adj, toks = toks[0], toks[1:]
@@ -156,16 +166,25 @@ def parse_line(line: str) -> dict | None:
 
 
 def line_shape(line: str) -> str:
-    """Part-of-speech template of a well-formed line (``ADJ N V P N``)."""
+    """Part-of-speech template of a well-formed line (``ADJ N V P N``).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     s = parse_line(line)
     if s is None:
         return "malformed"
-    return " ".join(t for t, v in (("ADJ", s["adj"]), ("N", s["noun"]), ("V", s["verb"]),
-                                   ("P", s["prep"]), ("N", s["noun2"])) if v is not None)
+    return " ".join(
+        t
+        for t, v in (("ADJ", s["adj"]), ("N", s["noun"]), ("V", s["verb"]), ("P", s["prep"]), ("N", s["noun2"]))
+        if v is not None
+    )
 
 
 def line_cluster(line: str) -> str:
-    """Content cluster: image categories of the subject, the verb and the second noun."""
+    """Content cluster: image categories of the subject, the verb and the second noun.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     s = parse_line(line)
     if s is None:
         return "malformed"
@@ -213,6 +232,7 @@ class Domain:
     whose names are in ``semantic_names``/``shape_names``. ``valid`` is the domain's
     quality predicate: the program returns the asked value (code) or the line is on topic
     (creative).
+    Explained in :ref:`sec-preference-setup`.
     """
 
     name: str
@@ -262,6 +282,7 @@ def code_prompts(n_prompts: int) -> list[tuple[int, int]]:
     and 25% of the prior's mass and include at least two distinct functions; they are
     taken in a fixed interleaved order (by prior mass of the valid set), so a larger
     ``n_prompts`` extends a smaller one.
+    Explained in :ref:`sec-preference-setup`.
     """
     programs = enumerate_programs()
     prior = np.array([_program_prior(p) for p in programs])
@@ -282,8 +303,11 @@ def code_prompts(n_prompts: int) -> list[tuple[int, int]]:
     return [(a, t) for _, a, t in cands[:n_prompts]]
 
 
-def code_domain(n_prompts: int = 6, valid_share: float = 0.5) -> Domain:
-    """The code domain (see the module docstring) with ``n_prompts`` prompts."""
+def code_domain(n_prompts: int, valid_share: float) -> Domain:
+    """The code domain (see the module docstring) with ``n_prompts`` prompts.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     _check_common(n_prompts, valid_share)
     programs = enumerate_programs()
     pairs = code_prompts(n_prompts)
@@ -291,16 +315,29 @@ def code_domain(n_prompts: int = 6, valid_share: float = 0.5) -> Domain:
     valid = np.array([[run_program(p, a) == t for p in programs] for a, t in pairs])
     base = np.array([_program_prior(p) for p in programs])
     prior = _reweight(np.broadcast_to(base, valid.shape), valid, valid_share)
-    semantic, semantic_names = _classes(
-        [",".join(str(run_program(p, x)) for x in PROBES) for p in programs])
+    semantic, semantic_names = _classes([",".join(str(run_program(p, x)) for x in PROBES) for p in programs])
     shape, shape_names = _classes([program_shape(p) for p in programs])
     length = np.array([len(p.split()) for p in programs])
-    return Domain("code", prompts, tuple(programs), valid, prior, semantic, shape, length,
-                  semantic_names, shape_names, {p: i for i, p in enumerate(programs)})
+    return Domain(
+        "code",
+        prompts,
+        tuple(programs),
+        valid,
+        prior,
+        semantic,
+        shape,
+        length,
+        semantic_names,
+        shape_names,
+        {p: i for i, p in enumerate(programs)},
+    )
 
 
-def creative_domain(n_prompts: int = 6, valid_share: float = 0.5) -> Domain:
-    """The creative domain (see the module docstring) with ``n_prompts`` topics."""
+def creative_domain(n_prompts: int, valid_share: float) -> Domain:
+    """The creative domain (see the module docstring) with ``n_prompts`` topics.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     _check_common(n_prompts, valid_share)
     if n_prompts > len(NOUNS):
         raise ValueError(f"n_prompts must be <= {len(NOUNS)} for the creative domain; got {n_prompts}")
@@ -314,20 +351,33 @@ def creative_domain(n_prompts: int = 6, valid_share: float = 0.5) -> Domain:
     semantic, semantic_names = _classes([line_cluster(s) for s in lines])
     shape, shape_names = _classes([line_shape(s) for s in lines])
     length = np.array([len(s.split()) for s in lines])
-    return Domain("creative", prompts, tuple(lines), valid, prior, semantic, shape, length,
-                  semantic_names, shape_names, {s: i for i, s in enumerate(lines)})
+    return Domain(
+        "creative",
+        prompts,
+        tuple(lines),
+        valid,
+        prior,
+        semantic,
+        shape,
+        length,
+        semantic_names,
+        shape_names,
+        {s: i for i, s in enumerate(lines)},
+    )
 
 
 def _check_common(n_prompts: int, valid_share: float) -> None:
     if int(n_prompts) != n_prompts or n_prompts < 1:
-        raise ValueError(f"n_prompts must be an integer >= 1 (an empty domain has nothing to tune); "
-                         f"got {n_prompts!r}")
+        raise ValueError(f"n_prompts must be an integer >= 1 (an empty domain has nothing to tune); got {n_prompts!r}")
     if not 0 < valid_share < 1:
         raise ValueError(f"valid_share must be in (0, 1); got {valid_share!r}")
 
 
-def make_domain(name: str, n_prompts: int = 6, valid_share: float = 0.5) -> Domain:
-    """Build the domain called ``name`` (one of :data:`DOMAINS`)."""
+def make_domain(name: str, n_prompts: int, valid_share: float) -> Domain:
+    """Build the domain called ``name`` (one of :data:`DOMAINS`).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
     if name not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}; got {name!r}")
     return (code_domain if name == "code" else creative_domain)(n_prompts, valid_share)

@@ -1,0 +1,53 @@
+"""Each chapter's wall time and peak memory at ``smoke`` and ``book``, printed as a table of
+ratios against the book's budgets (60 s at smoke, 180 s wall at book, on 2 cores).
+
+Each chapter runs alone, in a fresh process, with every core available to it (the way a
+reader runs one chapter); the peak memory is the kernel's maximum resident set size.
+Run: ``python benchmarks/bench_chapters.py [--scales smoke book] [--chapters tails ...]``.
+Takes the sum of all the chapters' times (tens of minutes at ``book``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+
+BUDGET = {"smoke": 60.0, "book": 180.0, "full": float("inf")}
+CHILD = """
+import json, resource, sys, time
+from vanishing_tails.book.execute import run_chapter
+from vanishing_tails.book.registry import find_spec
+spec = find_spec(sys.argv[1])
+t0 = time.perf_counter()
+res = run_chapter(spec, spec.resolve(scale=sys.argv[2]), sys.argv[3], progress=False)
+wall = time.perf_counter() - t0
+peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(json.dumps({"wall": wall, "peak_mb": peak_mb, "claims": len(res["claims"])}))
+"""
+
+
+def main() -> None:
+    from vanishing_tails.book.registry import all_specs
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scales", nargs="+", default=["smoke", "book"])
+    parser.add_argument("--chapters", nargs="+", default=[s.short for s in all_specs()])
+    args = parser.parse_args()
+    print(f"{'chapter':<30} {'scale':<6} {'wall s':>7} {'budget':>7} {'ratio':>6} {'peak MB':>8}")
+    for short in args.chapters:
+        for scale in args.scales:
+            with tempfile.TemporaryDirectory() as out:
+                proc = subprocess.run([sys.executable, "-c", CHILD, short, scale, out], capture_output=True, text=True)
+            if proc.returncode:
+                print(f"{short:<30} {scale:<6} failed: {proc.stderr.strip().splitlines()[-1:]}")
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            ratio = r["wall"] / BUDGET[scale]
+            print(f"{short:<30} {scale:<6} {r['wall']:7.1f} {BUDGET[scale]:7.0f} {ratio:6.2f} {r['peak_mb']:8.0f}")
+
+
+if __name__ == "__main__":
+    main()
