@@ -58,7 +58,8 @@ def mean_interval(x, *, level: float = LEVEL) -> Interval:
     """Mean of ``x`` (one value per replicate) with its Student-t interval.
 
     ``mean ± t_{n-1, (1+level)/2} · s/√n``; with fewer than two finite replicates the
-    interval is undefined (NaN), and every claim built on it is inconclusive.
+    interval is undefined (NaN), and every claim built on it is inconclusive; so it is
+    when every replicate gives the same value (no spread, e.g. all at a floor of 0).
     Explained in :ref:`sec-claims`.
     """
     a = _replicates(x)
@@ -67,8 +68,8 @@ def mean_interval(x, *, level: float = LEVEL) -> Interval:
         est = float(a.mean()) if n else math.nan
         return Interval(est, math.nan, math.nan, math.nan, n, "t")
     est, se = float(a.mean()), float(a.std(ddof=1) / math.sqrt(n))
-    if se == 0.0:
-        return Interval(est, est, est, 0.0, n, "t")
+    if se == 0.0:  # every replicate identical (e.g. all at a floor): the t interval is undefined
+        return Interval(est, math.nan, math.nan, 0.0, n, "t")
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
     return Interval(est, est - half, est + half, se, n, "t")
 
