@@ -156,6 +156,28 @@ def stage(results: list[dict[str, Any]], runs: Path, scale: str, stage_dir: Path
     return stage_dir
 
 
+def dedupe_inline_scripts(html: Path) -> int:
+    """Drop a repeated inline ``<script>`` line from every page; return the pages changed.
+
+    Jupyter Book 1.x registers sphinx-thebe's inline configuration twice, and the second
+    ``const THEBE_JS_URL`` is a JavaScript error on every page (the browser test sees it).
+    """
+    changed = 0
+    for page in html.rglob("*.html"):
+        lines, seen, out = page.read_text().splitlines(keepends=True), set(), []
+        for line in lines:
+            s = line.strip()
+            if s.startswith("<script>") and s.endswith("</script>"):
+                if s in seen:
+                    continue
+                seen.add(s)
+            out.append(line)
+        if len(out) != len(lines):
+            page.write_text("".join(out))
+            changed += 1
+    return changed
+
+
 def build_book(
     scale: str,
     *,
@@ -186,6 +208,7 @@ def build_book(
         cmd += ["-W", "-n", "--keep-going"]
     env = {**os.environ, SCALE_ENV: scale, io.ROOT_ENV: str(root)}
     rc = subprocess.call(cmd, env=env)
+    dedupe_inline_scripts(build / "_build" / "html")
     if rc == 0:
         (build / "_build" / "claims.json").write_text(
             json.dumps([{"chapter": r["chapter"], "claims": r["claims"]} for r in results], indent=1)
