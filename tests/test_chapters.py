@@ -162,7 +162,7 @@ def test_offline_namespace_really_has_no_network():
 
 @pytest.mark.book
 @pytest.mark.xdist_group("first-seed")
-def test_book_builds_strictly_from_the_executed_chapters(runs, book_dir, monkeypatch):
+def test_book_builds_strictly_and_renders_in_a_browser(runs, book_dir, monkeypatch, root):
     """Runs after the first-seed tests (same xdist group, collected after them): every
     chapter's run is reused, so the build executes no chapter; -W -n fail on any warning."""
     import papermill
@@ -183,22 +183,19 @@ def test_book_builds_strictly_from_the_executed_chapters(runs, book_dir, monkeyp
         for c in spec.claims:
             assert c.id in claims, f"claim {c.id} missing from the Claims page"
     assert "automodule" not in (html / "appendix" / "api.html").read_text()
+    _every_page_renders_in_a_real_browser_offline(html, root)
 
 
-@pytest.mark.book
-@pytest.mark.xdist_group("first-seed")
-def test_every_page_renders_in_a_real_browser_offline(book_dir, root):
-    """Headless Chromium opens every page of the book built above over a local HTTP server,
+def _every_page_renders_in_a_real_browser_offline(html, root):
+    """Headless Chromium opens every page of the book just built over a local HTTP server,
     with every host but 127.0.0.1 unresolvable: images load, formulas are rendered by the
     book's own MathJax, no console errors, no unresolved glue/cite text, internal links
-    resolve, and search finds a chapter. Screenshots land in _build/screenshots/."""
+    resolve, and search finds a chapter. Screenshots land in _build/screenshots/.
+    (Part of the book test, so that it always sees the book that test built.)"""
     import browser
 
-    html = book_dir / "_build" / "html"
-    if not (html / "index.html").exists():
-        pytest.fail("the book was not built (test_book_builds_strictly_from_the_executed_chapters failed)")
     reason = browser.available()
     if reason:
-        pytest.skip(f"no browser test: {reason}")
+        pytest.skip(f"the book built; no browser test: {reason}")
     problems = browser.check_book(html, root / "_build" / "screenshots", search_word="martingale")
     assert not problems, "\n".join(problems)
