@@ -14,7 +14,7 @@ SCALE_ARG := $(if $(SCALE),--scale $(SCALE))
 # One BLAS/torch thread per process: the test suite runs two workers on two cores.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYTHONHASHSEED=0
 
-.PHONY: book test lint install reproduce list bench clean
+.PHONY: book test lint install reproduce list bench clean linkcheck notebooks
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ reproduce: $(STAMP)
 
 list: $(STAMP)
 	$(PY) -m vanishing_tails list
+
+# Every external link of the built book (references' DOIs and arXiv ids included). Needs the
+# network; non-blocking: a dead link is reported in _build/linkcheck/output.txt, never an error.
+linkcheck: book
+	-$(VENV)/bin/jupyter-book build _build/stage --builder linkcheck --path-output _build/linkcheck
+
+# The notebooks the Binder and Colab buttons open (repository.path_to_book in _config.yml):
+# every page with code as .ipynb whose first cell installs the library where it is missing.
+notebooks: $(STAMP)
+	$(PY) -c "from vanishing_tails.book.build import write_launch_notebooks as w; print(*w(), sep='\n')"
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done

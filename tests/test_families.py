@@ -245,7 +245,7 @@ def test_batched_em_chains_are_independent_and_weights_are_a_distribution():
 
 
 def test_mixture_engine_is_deterministic():
-    kw = dict(regime="mix", real_fraction=0.2, q=0.05, n_measure=200)
+    kw = dict(regime="mix", real_fraction=0.2, q=0.05, n_measure=200, pr_points=50, pr_generations=(0, 2))
     a, _ = mixture.mixture_chains(60, 3, 3, seed=FRESH, **kw)
     b, _ = mixture.mixture_chains(60, 3, 3, seed=FRESH, **kw)
     c, _ = mixture.mixture_chains(60, 3, 3, seed=FRESH + 1, **kw)
@@ -254,10 +254,59 @@ def test_mixture_engine_is_deterministic():
 
 
 def test_mixture_arms_with_one_seed_share_generation_zero():
-    kw = dict(q=0.05, n_measure=200, seed=FRESH)
+    kw = dict(q=0.05, n_measure=200, seed=FRESH, pr_points=50, pr_generations=(0, 2))
     rep, _ = mixture.mixture_chains(60, 2, 3, regime="mix", real_fraction=0.0, **kw)
     acc, _ = mixture.mixture_chains(60, 2, 3, regime="accumulate", real_fraction=0.0, **kw)
     pd.testing.assert_frame_equal(rep[rep.generation == 0], acc[acc.generation == 0])
+
+
+# ----------------------------------------------------------------------------- the common trajectory
+def _mixture_trajectory(**over):
+    kw = dict(n=200, generations=4, n_seeds=4, q=0.05, real_fractions=[0.2, 1.0], seed=FRESH)
+    kw.update(over)
+    return mixture.trajectory(**kw)
+
+
+def test_mixture_grid_measures_of_the_real_law_are_the_oracle():
+    real = mixture.REAL_MIXTURE
+    m = mixture.grid_measures(real, real, q=0.05, n=250)
+    assert np.allclose(m["support"], 1) and np.allclose(m["q_tail_mass"], 1) and np.allclose(m["quality"], 0)
+    assert np.allclose(m["kl_from_start"], 0)
+    assert 0 < m["error_mass"][0] <= 1 - mixture.ERROR_LEVEL  # each component leaves 1 - level outside its ellipse
+    g = mixture._grid(0.05)
+    assert g["mass0"][g["tail"]].sum() == pytest.approx(0.05 - g["mass0"][g["error"]].sum(), abs=2e-3)
+
+
+def test_mixture_trajectory_has_the_common_columns_with_sane_ranges():
+    from vanishing_tails.core import tails
+
+    traj = _mixture_trajectory()
+    assert list(traj.columns) == ["experiment", "arm", "replicate", "step", "mechanism", *tails.COLUMNS]
+    assert set(traj.arm) == {"replace", "accumulate", "accumulate-subsample", "mix 0.2", "mix 1"}
+    assert set(traj.experiment) == {"families"} and set(traj.mechanism) == {"error"}
+    assert set(traj.replicate) == set(range(4)) and set(traj.step) == set(range(5))
+    assert traj[list(tails.COLUMNS)].notna().all().all() and len(traj) == 5 * 4 * 5
+    assert (traj.support > 0).all() and (traj.q_tail_mass >= 0).all() and (traj.kl_from_start >= 0).all()
+    assert traj.error_mass.between(0, 1).all() and traj.mode_share.between(0, 1).all()
+    assert (traj.quality <= 1e-9).all()  # -KL(p0 || model)
+    first = traj[traj.step == 0]
+    assert np.allclose(first.kl_from_start, 0)
+    assert first.groupby("replicate").q_tail_mass.nunique().eq(1).all()  # every arm shares generation 0
+
+
+def test_mixture_trajectory_is_reproducible():
+    pd.testing.assert_frame_equal(_mixture_trajectory(), _mixture_trajectory())
+
+
+def test_mixture_trajectory_does_not_move_under_the_null():
+    null = _mixture_trajectory(generations=0)
+    assert null.step.unique().tolist() == [0] and np.allclose(null.kl_from_start, 0)
+    traj = _mixture_trajectory(generations=6, n_seeds=6, n=400)
+    last = traj[traj.step == 6].groupby("arm")[["kl_from_start", "quality", "q_tail_mass"]].median()
+    # fresh real data each generation: each fit is a new fit of the real law, nothing compounds
+    assert last.loc["mix 1", "kl_from_start"] < last.loc["replace", "kl_from_start"]
+    assert last.loc["mix 1", "quality"] > last.loc["replace", "quality"]
+    assert 0.7 < last.loc["mix 1", "q_tail_mass"] < 1.4
 
 
 # ----------------------------------------------------------------------------- the VAE
@@ -385,7 +434,7 @@ def test_digits_loader():
 # ----------------------------------------------------------------------------- bad input
 LM = dict(regime="mix", real_fraction=0.0, d_hidden=8, steps=1, batch_size=8, n_measure=10, device="cpu", seed=0)
 VAE = dict(regime="mix", real_fraction=0.0, class_decay=0.7, steps=1, device="cpu", seed=0)
-GMM = dict(regime="mix", real_fraction=0.0, q=0.05, seed=0)
+GMM = dict(regime="mix", real_fraction=0.0, q=0.05, seed=0, pr_points=0, pr_generations=())
 
 
 @pytest.mark.parametrize(
@@ -402,6 +451,7 @@ GMM = dict(regime="mix", real_fraction=0.0, q=0.05, seed=0)
         (lambda: mixture.mixture_chains(5, 1, 2, **GMM), "n must be an integer >= 10"),
         (lambda: mixture.mixture_chains(100, 1, 2, **{**GMM, "regime": "recycle"}), "regime must be one of"),
         (lambda: mixture.mixture_chains(100, 1, 2, **{**GMM, "q": 0.7}), "q must lie in"),
+        (lambda: mixture.mixture_chains(100, 1, 2, **{**GMM, "pr_points": 2}), "pr_points must be"),
         (lambda: mixture.fit_mixtures(np.zeros((2, 2, 2)), 3, seed=0), "at least k = 3 points"),
         (lambda: tot.cut_tail(tot.zipf(10, 2.0), 11), "k must be an integer in"),
         (lambda: tot.zipf(10, 1.0), "beta must be > 1"),
@@ -472,3 +522,25 @@ def test_chapter_runs_one_family_with_only_its_claims(tmp_path):
     assert not contradictions(results["claims"]), results["claims"]
     assert saved["figures"] == ["fig-real-worth", "fig-tale"]
     assert not [k for k in saved["values"] if k.startswith(("gmm-", "vae-", "lm-"))]
+
+
+def test_adam_matches_torch_adam_exactly():
+    """fitting.Adam reproduces torch.optim.Adam's trajectory bit for bit (the chapter's numbers do not move)."""
+    from vanishing_tails.experiments.families.fitting import Adam
+
+    x = torch.rand(3, 100, 64, generator=torch.Generator().manual_seed(0))
+
+    def run(make_opt):
+        gen = torch.Generator().manual_seed(1)
+        model = vae.BatchedVAE(3, 64, 32, 4, generator=gen)
+        opt = make_opt(model.parameters())
+        for _ in range(25):
+            idx = torch.randint(100, (3, 16), generator=gen)
+            loss = model.loss(x[torch.arange(3)[:, None], idx], torch.randn(3, 16, 4, generator=gen))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    ours, theirs = run(lambda p: Adam(p, lr=1e-2)), run(lambda p: torch.optim.Adam(p, lr=1e-2))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))

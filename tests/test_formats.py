@@ -7,14 +7,17 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from vanishing_tails.core import lm, rl
+from vanishing_tails.core import lm, rl, tails
 from vanishing_tails.core.rl import kl_regularised_optimum
-from vanishing_tails.experiments.formats import echo, vocab
+from vanishing_tails.experiments.formats import analytic, echo, vocab
 from vanishing_tails.experiments.formats import task as fm
+from vanishing_tails.experiments.formats import trajectory as trajectory_module
 from vanishing_tails.experiments.formats.spec import SPEC
+from vanishing_tails.experiments.formats.trajectory import trajectory
 
 
 def make_task(**kw) -> fm.Task:
@@ -148,7 +151,13 @@ def test_majority_vote_ignores_malformed_answers():
         (lambda: fm.pretraining_corpus(TASK, 10, [0.3, 0.3, 0.3], seed=0), "proportions"),
         (lambda: rl_cfg(lr=-1.0), "lr"),
         (lambda: rl_cfg(group_size=1), "group_size"),
-        (lambda: echo.format_optimum([0.5, 0.5], [0.1, 0.2], 0.0), "beta"),
+        (lambda: analytic.format_optimum([0.5, 0.5], [0.1, 0.2], 0.0), "beta"),
+        (
+            lambda: analytic.bandit_pg(
+                [0.5, 0.5], [0.1, 0.2], 0.1, optimiser="rmsprop", steps=1, lr=0.1, draws=4, n_chains=1, seed=0
+            ),
+            "optimiser",
+        ),  # fmt: skip
         (lambda: rl.kl_shaped_advantages(torch.zeros(2, 2), torch.zeros(2, 2), torch.zeros(2, 2), 0.0), "beta"),
         (lambda: make_task(code_misreads=("devours",)), "code_misreads"),
     ],
@@ -190,7 +199,7 @@ def test_arm_optimum_is_the_tilted_reference():
     r = rng.random(3)
     for beta in (0.05, 0.3, 2.0):
         w = p * np.exp(r / beta)
-        np.testing.assert_allclose(echo.format_optimum(p, r, beta, within_format=False), w / w.sum())
+        np.testing.assert_allclose(analytic.format_optimum(p, r, beta, within_format=False), w / w.sum())
 
 
 def test_sequence_optimum_closed_form_and_limits():
@@ -199,10 +208,10 @@ def test_sequence_optimum_closed_form_and_limits():
     a = rng.random(3)
     for beta in (0.05, 0.3, 2.0):
         w = p * (1 - a + a * np.exp(1 / beta))
-        np.testing.assert_allclose(echo.format_optimum(p, a, beta), w / w.sum())
+        np.testing.assert_allclose(analytic.format_optimum(p, a, beta), w / w.sum())
     # beta -> 0: the reference conditioned on being correct; beta -> inf: the reference
-    np.testing.assert_allclose(echo.format_optimum(p, a, 1e-3), p * a / (p * a).sum(), atol=1e-6)
-    np.testing.assert_allclose(echo.format_optimum(p, a, 1e4), p, atol=1e-4)
+    np.testing.assert_allclose(analytic.format_optimum(p, a, 1e-3), p * a / (p * a).sum(), atol=1e-6)
+    np.testing.assert_allclose(analytic.format_optimum(p, a, 1e4), p, atol=1e-4)
 
 
 def test_sequence_optimum_maximises_the_regularised_objective():
@@ -223,17 +232,104 @@ def test_sequence_optimum_maximises_the_regularised_objective():
     for _ in range(200):
         q = best * np.exp(0.3 * rng.standard_normal(6))
         assert objective(q / q.sum()) <= f_best + 1e-12
-    np.testing.assert_allclose(best[:3] + best[3:], echo.format_optimum(p_ref, a, beta))
+    np.testing.assert_allclose(best[:3] + best[3:], analytic.format_optimum(p_ref, a, beta))
 
 
+# the format bandit under three optimisers, each against its oracle path (fresh seeds, not 0/1/31/47)
+BANDIT_P = np.array([0.5, 0.3, 0.2])
+BANDIT_ACC = np.array([0.3, 0.5, 0.7])
+
+
+def _mean_path(frame):
+    """Mean share over chains and its standard error, [steps + 1, F] each (FORMATS order)."""
+    g = frame.groupby(["step", "format"])["share"]
+    mean = g.mean().unstack()[list(fm.FORMATS)].to_numpy()
+    se = (g.std() / np.sqrt(frame.chain.nunique())).unstack()[list(fm.FORMATS)].to_numpy()
+    return mean, se
+
+
+def test_softmax_pg_rate_is_the_chain_rule_through_the_softmax():
+    """ṗ = η p ⊙ (p ⊙ d − Σ p² d): a small logit step along ∂J/∂θ moves the shares by it."""
+    rng = np.random.default_rng(2025)
+    for beta in (0.0, 0.3):
+        p_ref, p = rng.dirichlet(np.ones(4), size=2)
+        r = rng.random(4)
+        g = analytic.objective_gradient(p, p_ref, r, beta)
+        h = 1e-6
+        q = np.exp(np.log(p) + h * g)
+        np.testing.assert_allclose((q / q.sum() - p) / h, analytic.softmax_pg_rate(p, p_ref, r, beta), atol=1e-6)
+        # ... which is not the replicator / exponential-weights rate p_j (r_j - r̄) at beta = 0
+        if beta == 0:
+            assert not np.allclose(analytic.softmax_pg_rate(p, p_ref, r, 0.0), p * (r - p @ r), atol=1e-3)
+
+
+def test_exponential_weights_is_a_path_of_kl_optima():
+    """Each point of the natural-gradient path is the KL optimum at beta_t = beta / (1 - (1 - lr beta)^t)."""
+    lr, beta = 0.1, 0.2
+    path = analytic.exponential_weights(BANDIT_P, BANDIT_ACC, beta, lr=lr, steps=np.array([5, 50, 5000]))
+    for row, t in zip(path, (5, 50, 5000)):
+        beta_t = beta / (1 - (1 - lr * beta) ** t)
+        np.testing.assert_allclose(row, analytic.format_optimum(BANDIT_P, BANDIT_ACC, beta_t, within_format=False))
+
+
+@pytest.mark.parametrize(
+    "optimiser, lr, draws, steps",
+    [("sgd", 1.0, 256, 300), ("natural", 0.1, 256, 300), ("adam", 0.02, 4096, 200)],
+)
+def test_bandit_chains_follow_their_oracle_path(optimiser, lr, draws, steps):
+    """The library's RL loss with sampled formats and rewards, averaged over independent chains,
+    follows the optimiser's deterministic path: the softmax policy-gradient ODE (SGD), exponential
+    weights in closed form (natural gradient), Adam on the exact gradient (Adam; its noise-free
+    limit, hence many draws). The expected gradient of the group-centred loss is (1 - 1/D) ∇J."""
+    beta, chains = 0.1, 24
+    frame = analytic.bandit_pg(
+        BANDIT_P, BANDIT_ACC, beta, optimiser=optimiser, steps=steps, lr=lr, draws=draws, n_chains=chains, seed=2026
+    )
+    mean, se = _mean_path(frame)
+    t = np.arange(steps + 1)
+    eff = lr * (1 - 1 / draws)
+    oracle = {
+        "sgd": lambda: analytic.softmax_pg_path(BANDIT_P, BANDIT_ACC, beta, times=eff * t),
+        "natural": lambda: analytic.exponential_weights(BANDIT_P, BANDIT_ACC, beta, lr=eff, steps=t),
+        "adam": lambda: analytic.adam_flow(BANDIT_P, BANDIT_ACC, beta, lr=lr, steps=steps),
+    }[optimiser]()
+    assert (np.abs(mean - oracle) <= 5 * se + 0.005).all(), np.abs(mean - oracle).max()
+
+
+def test_adam_moves_every_logit_by_the_learning_rate_at_first():
+    """Adam's first (bias-corrected) step is lr · sign(g) for every logit, whatever the shares:
+    the rare format's logit moves as fast as the common one's, unlike vanilla policy gradient."""
+    lr = 0.05
+    path = analytic.adam_flow(BANDIT_P, BANDIT_ACC, 0.1, lr=lr, steps=1)
+    step = np.log(path[1]) - np.log(path[0])
+    step -= step.mean()
+    sign = np.sign(BANDIT_ACC - BANDIT_P @ BANDIT_ACC)
+    np.testing.assert_allclose(step, lr * (sign - sign.mean()), atol=1e-6)
+
+
+def test_vanilla_policy_gradient_is_slower_for_a_rare_format_than_exponential_weights():
+    """The corrected statement: a rare best format grows with its squared share under softmax PG,
+    so at equal time it holds less than on the exponential-weights path (and both end at the optimum)."""
+    p_ref, acc = np.array([0.6, 0.35, 0.05]), np.array([0.3, 0.4, 0.8])
+    times = np.array([0.0, 2.0, 5.0])
+    pg = analytic.softmax_pg_path(p_ref, acc, 0.0, times=times)
+    ew = analytic.exponential_weights(p_ref, acc, 0.0, lr=1.0, steps=times)
+    assert (pg[1:, 2] < ew[1:, 2] - 0.05).all()
+    late = analytic.softmax_pg_path(p_ref, acc, 0.05, times=np.array([0.0, 5000.0]))[-1]
+    np.testing.assert_allclose(late, analytic.format_optimum(p_ref, acc, 0.05, within_format=False), atol=1e-3)
+
+
+@pytest.mark.parametrize("optimiser, lr", [("sgd", 2.0), ("natural", 0.05), ("adam", 0.01)])
 @pytest.mark.parametrize("beta", [0.1, 0.5])
-def test_bandit_oracle_settles_on_the_optimum(beta):
-    """The library's RL loss on a format bandit converges to p_ref exp(r/beta)/Z (fresh seed)."""
-    p = np.array([0.5, 0.3, 0.2])
-    acc = np.array([0.3, 0.5, 0.7])
-    traj = echo.bandit_pg(p, acc, beta, steps=2000, seed=2024)
-    tail = traj[traj.step >= 1500].groupby("format", sort=False)["share"].mean().reindex(fm.FORMATS)
-    np.testing.assert_allclose(tail.to_numpy(), echo.format_optimum(p, acc, beta, within_format=False), atol=0.03)
+def test_bandit_settles_on_the_optimum(optimiser, lr, beta):
+    """Every optimiser's fixed point is p_ref exp(r/beta)/Z (mean over chains and the last quarter)."""
+    frame = analytic.bandit_pg(
+        BANDIT_P, BANDIT_ACC, beta, optimiser=optimiser, steps=1200, lr=lr, draws=256, n_chains=8, seed=2027
+    )
+    tail = frame[frame.step >= 900].groupby("format")["share"].mean().reindex(fm.FORMATS)
+    np.testing.assert_allclose(
+        tail.to_numpy(), analytic.format_optimum(BANDIT_P, BANDIT_ACC, beta, within_format=False), atol=0.02
+    )
 
 
 def test_group_centred_kl_shaped_advantages():
@@ -255,10 +351,10 @@ def test_per_prompt_optimum_keeps_leading_axes(beta):
     rng = np.random.default_rng(10)
     p = rng.dirichlet(np.ones(3), size=(2, 5))
     a = rng.random((2, 5, 3))
-    got = echo.format_optimum(p, a, beta)
+    got = analytic.format_optimum(p, a, beta)
     for i in range(2):
         for j in range(5):
-            np.testing.assert_allclose(got[i, j], echo.format_optimum(p[i, j], a[i, j], beta))
+            np.testing.assert_allclose(got[i, j], analytic.format_optimum(p[i, j], a[i, j], beta))
     if np.isinf(beta):
         np.testing.assert_allclose(got, p)
 
@@ -499,7 +595,7 @@ def test_zero_learning_rate_leaves_the_policy_at_the_reference(tiny_refs):
 
 # ---------------------------------------------------------------------- one source for every default
 def _public_callables():
-    for mod in (echo, fm, vocab):
+    for mod in (echo, analytic, fm, vocab, trajectory_module):
         for name, obj in vars(mod).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
                 continue
@@ -527,7 +623,7 @@ def test_no_engine_default_competes_with_the_spec():
     a name that means one), so the chapter must pass ``P[...]`` explicitly."""
     spec_names = ({p.name for p in SPEC.params} | set(SAME_MEANING)) - {"device"}  # device="cpu" may stay
     # learning rates that are not the chapter's: pretraining's, and the illustrative bandit's
-    allowed = {("echo.PretrainConfig", "lr"), ("echo.bandit_pg", "lr")}
+    allowed = {("echo.PretrainConfig", "lr"), ("analytic.bandit_pg", "lr")}
     bad = []
     for qual, fn in _public_callables():
         for p in inspect.signature(fn).parameters.values():
@@ -544,3 +640,54 @@ def test_the_spec_declares_every_claim_with_a_null_that_freezes_rl():
     kinds = {c.id: c.kind for c in SPEC.claims}
     assert "bandit-optimum" not in kinds and "same-winner" not in kinds  # a unit test; not tested at this budget
     assert {c.id for c in SPEC.claims if c.expected == "fails"} == {"strong-kl-keeps-pass-at-k"}
+
+
+# ---------------------------------------------------------------------- the common trajectory (chapter 10)
+TRAJ_TINY = dict(
+    n_pretrain=3, betas=[0.02, 0.3], proportions=[0.4, 0.4, 0.2], n_ops=2, max_value=9, max_operand=4, slip=0.05,
+    code_misreads=["eats"], d_model=16, n_layers=1, n_heads=2, pretrain_steps=150, pretrain_batch=32,
+    n_corpus=2000, n_rl=40, rl_steps=10, batch_problems=4, group_size=8, rl_lr=3e-3, n_probe=32, q=0.2, seed=0,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def traj_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("traj-ckpt")
+
+
+@pytest.fixture(scope="module")
+def traj(traj_cache):
+    return trajectory(**TRAJ_TINY, cache_dir=traj_cache)
+
+
+def test_trajectory_has_the_common_columns_and_ranges(traj):
+    assert list(traj.columns) == ["experiment", "arm", "replicate", "step", "mechanism", *tails.COLUMNS]
+    assert set(traj.experiment) == {"formats"} and set(traj.mechanism) <= set(tails.MECHANISMS)
+    assert set(traj.arm) == {"beta=0.02", "beta=0.3"}
+    assert sorted(traj.replicate.unique()) == [0, 1, 2]
+    assert sorted(traj.step.unique()) == list(range(TRAJ_TINY["rl_steps"]))
+    assert len(traj) == 2 * 3 * TRAJ_TINY["rl_steps"]
+    assert (traj.support >= 0).all() and (traj.q_tail_mass >= 0).all() and (traj.kl_from_start >= 0).all()
+    for col in ("error_mass", "mode_share", "quality"):
+        assert traj[col].between(0, 1).all(), col
+    assert (traj[traj.step == 0].kl_from_start.abs() < 1e-12).all()
+    # RL moves the format shares away from the pretrained model's
+    assert traj[traj.step == traj.step.max()].kl_from_start.mean() > 1e-3
+    # both arms of a replicate start from the same pretrained model
+    first = traj[traj.step == 0].set_index(["replicate", "arm"]).mode_share.unstack("arm")
+    np.testing.assert_allclose(first["beta=0.02"], first["beta=0.3"])
+
+
+def test_trajectory_is_reproducible_from_the_cache_and_without_it(traj, traj_cache):
+    again = trajectory(**TRAJ_TINY, cache_dir=traj_cache)  # the pretrained models come from the cache
+    pd.testing.assert_frame_equal(traj, again)
+    fresh = trajectory(**{**TRAJ_TINY, "n_pretrain": 1}, cache_dir=False)  # retrained: the same first model
+    pd.testing.assert_frame_equal(fresh, traj[traj.replicate == 0].reset_index(drop=True))
+
+
+def test_trajectory_null_leaves_the_tail_measures_in_place():
+    """rl_lr = 0: the policy never leaves the pretrained model, so no tail column moves."""
+    null = trajectory(**{**TRAJ_TINY, "rl_lr": 0.0, "n_pretrain": 2}, cache_dir=False)
+    moved = null.groupby(["arm", "replicate"])[["support", "q_tail_mass", "error_mass", "mode_share"]].agg(np.ptp)
+    assert (moved.to_numpy() == 0).all()
+    assert (null.kl_from_start == 0).all()

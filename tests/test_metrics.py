@@ -152,3 +152,33 @@ def test_distributions_reject_bad_weights():
         metrics.entropy(np.zeros(3))
     with pytest.raises(ValueError, match="q must"):
         metrics.tail_mass(np.ones(3), np.ones(3), 1.5)
+
+
+def test_precision_recall_identical_disjoint_and_bad_input():
+    X = np.random.default_rng(5).normal(size=(50, 3))
+    assert metrics.precision_recall(X, X, k=3) == (1.0, 1.0)  # every point lies in its own ball
+    p, r = metrics.precision_recall(X, X + 100.0, k=3)
+    assert p == 0 and r == 0
+    with pytest.raises(ValueError, match="k must"):
+        metrics.precision_recall(X, X, k=50)
+    with pytest.raises(ValueError, match="dimension"):
+        metrics.precision_recall(X, X[:, :2], k=3)
+
+
+def test_precision_recall_oracle_dropped_mode_and_outliers():
+    """A generator that drops one of two equal, far-apart real modes and adds a share eps of far
+    outliers: recall -> 1/2 (times the same-law recall), precision -> 1 - eps (times the same-law
+    precision). Batched over 6 independent pairs."""
+    rng = np.random.default_rng(8117)
+    B, n, eps = 6, 1200, 0.1
+    mode = rng.integers(0, 2, (B, n))[..., None]
+    real = rng.normal(size=(B, n, 2)) + 40.0 * mode
+    same = rng.normal(size=(B, n, 2)) + 40.0 * rng.integers(0, 2, (B, n))[..., None]
+    one_mode = rng.normal(size=(B, n, 2))
+    out = rng.random((B, n, 1)) < eps
+    gen = np.where(out, rng.normal(size=(B, n, 2)) * 0.3 + 20.0, one_mode)  # outliers halfway, far from both
+    p_same, r_same = metrics.precision_recall(real, same, k=3)
+    p, r = metrics.precision_recall(real, gen, k=3)
+    assert p.shape == (B,) and (p_same > 0.8).all() and (r_same > 0.8).all()
+    assert np.mean(r / r_same) == pytest.approx(np.mean(mode == 0), abs=0.03)
+    assert np.mean(p / p_same) == pytest.approx(1 - out.mean(), abs=0.03)

@@ -87,14 +87,14 @@ def test_rewards_are_standardised_under_the_reference():
     for name in D.DOMAINS:
         d = D.make_domain(name, 3, 0.5)
         for judge in pf.JUDGES:
-            r = pf.judge_rewards(d, judge, d.prior)
+            r = pf.judge_rewards(d, judge, d.prior, brevity=0.05)
             np.testing.assert_allclose((d.prior * r).sum(-1), 0, atol=1e-10)
             np.testing.assert_allclose((d.prior * r**2).sum(-1), 1, atol=1e-10)
 
 
 def test_convergent_judge_prefers_valid_then_short():
     d = D.code_domain(6, 0.5)
-    s = pf.judge_scores(d, "correct", d.prior)
+    s = pf.judge_scores(d, "correct", d.prior, brevity=0.05)
     p = d.prompts.index("code in:2 out:4")
     i = d.index
     assert d.valid[p, i["x * 3 - 2"]] and not d.valid[p, i["x + 1"]]
@@ -103,7 +103,7 @@ def test_convergent_judge_prefers_valid_then_short():
 
 def test_distinctiveness_judge_prefers_rare_ngrams():
     d = D.creative_domain(6, 0.5)
-    s = pf.judge_scores(d, "distinct", d.prior)
+    s = pf.judge_scores(d, "distinct", d.prior, brevity=0.05)
     p = d.prompts.index("poem sea")
     # the cliché of the corpus scores below a line made of rare pairings
     assert s[p, d.index["grey sea sings"]] < s[p, d.index["broken stone waits beyond city"]]
@@ -119,14 +119,14 @@ def test_distinctiveness_judge_prefers_rare_ngrams():
 def test_unknown_judge_and_bad_beta_are_refused():
     d = D.code_domain(2, 0.5)
     with pytest.raises(ValueError, match="judge"):
-        pf.judge_scores(d, "nice", d.prior)
+        pf.judge_scores(d, "nice", d.prior, brevity=0.05)
     for bad in (0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="beta"):
             pf.dpo_loss(torch.zeros(1), torch.zeros(1), torch.zeros(1), torch.zeros(1), bad)
         with pytest.raises(ValueError, match="beta"):
             check_beta(bad)
     with pytest.raises(ValueError, match="betas"):
-        pf.optimum_curve(d, d.prior, pf.judge_rewards(d, "correct", d.prior), [1.0, 0.0])
+        pf.optimum_curve(d, d.prior, pf.judge_rewards(d, "correct", d.prior, brevity=0.05), [1.0, 0.0])
     with pytest.raises(ValueError, match="judge"):
         pf.run_experiment(seed=0, **{**TINY, "arms": [("code", "nice")]})
     with pytest.raises(ValueError, match="domain"):
@@ -212,7 +212,7 @@ def test_optimum_entropy_limits():
     rng = np.random.default_rng(11)
     p_ref = rng.dirichlet(np.ones(d.n_outputs), size=d.n_prompts)
     for judge in pf.JUDGES:
-        r = pf.judge_rewards(d, judge, p_ref)
+        r = pf.judge_rewards(d, judge, p_ref, brevity=0.05)
         lim = pf.optimum_limits(p_ref, r)
         curve = pf.optimum_curve(d, p_ref, r, [1e-4, 1e4])
         hi = curve[curve.beta == 1e4].set_index("prompt")["entropy"]
@@ -232,7 +232,7 @@ def test_optimum_entropy_limits():
 
 def test_convergent_optimum_entropy_falls_monotonically():
     d = D.code_domain(6, 0.5)
-    r = pf.judge_rewards(d, "correct", d.prior)
+    r = pf.judge_rewards(d, "correct", d.prior, brevity=0.05)
     curve = pf.optimum_curve(d, d.prior, r, np.geomspace(0.05, 20, 15))
     h = curve.groupby("beta")["entropy"].mean().to_numpy()
     assert (np.diff(h) > 0).all()  # larger beta, closer to the reference, higher entropy
@@ -241,7 +241,7 @@ def test_convergent_optimum_entropy_falls_monotonically():
 
 def test_exact_metrics_of_the_reference():
     d = D.creative_domain(3, 0.5)
-    r = pf.judge_rewards(d, "distinct", d.prior)
+    r = pf.judge_rewards(d, "distinct", d.prior, brevity=0.05)
     ex = pf.exact_metrics(d, d.prior, d.prior, r, optimum=d.prior)
     np.testing.assert_allclose(ex["win rate"], 0.5, atol=1e-12)  # a model against itself
     np.testing.assert_allclose(ex["KL to optimum"], 0, atol=1e-12)
@@ -253,7 +253,7 @@ def test_sample_metrics_estimate_the_exact_pair_probabilities():
     """Oracle: pair shares over samples are unbiased for the exact two-draw probabilities."""
     d = D.code_domain(1, 0.5)
     p = d.prior
-    ex = pf.exact_metrics(d, p, p, pf.judge_rewards(d, "correct", p)).iloc[0]
+    ex = pf.exact_metrics(d, p, p, pf.judge_rewards(d, "correct", p, brevity=0.05)).iloc[0]
     rng = np.random.default_rng(5)
     reps = [
         pf.sample_metrics(d, 0, [d.outputs[i] for i in rng.choice(d.n_outputs, 40, p=p[0])], seed=0) for _ in range(300)
@@ -299,6 +299,8 @@ TINY = dict(
     lr=3e-3,
     n_samples=6,
     judge_scale=1.0,
+    brevity=0.0,
+    mix_lambdas=[],
     arch="gru",
     device="cpu",
     theory_betas=[0.5, 2.0],
@@ -342,7 +344,7 @@ def test_reference_models_are_independent_replicates_named_by_their_index():
 def test_a_judge_that_prefers_nothing_flips_coins_and_keeps_the_reference_optimal():
     """The null configuration: judge_scale = 0 gives r = 0, coin-flip labels and p* = p_ref."""
     d = D.code_domain(2, 0.5)
-    r = 0.0 * pf.judge_rewards(d, "correct", d.prior)
+    r = 0.0 * pf.judge_rewards(d, "correct", d.prior, brevity=0.05)
     np.testing.assert_array_equal(r, 0)
     np.testing.assert_allclose(kl_regularised_optimum(d.prior, r, 0.05), d.prior, atol=1e-12)
     p_ref = np.array([[0.5, 0.5]])
@@ -378,7 +380,7 @@ def test_dpo_moves_toward_the_judge():
     model, vocab, _ = pf.pretrain_reference(doms, corpus_size=4000, steps=150, seed=1, arch="gru", device="cpu")
     d = doms[0]
     p_ref, _ = pf.restrict(pf.output_logprobs(model, vocab, d))
-    r = pf.judge_rewards(d, "correct", p_ref)
+    r = pf.judge_rewards(d, "correct", p_ref, brevity=0.05)
     pairs = pf.preference_pairs(p_ref, r, 256, rng=np.random.default_rng(0))
     policy, log = pf.train_dpo(model, vocab, d, pairs, beta=1.0, steps=60, lr=1e-3, seed=0)
     probs, _ = pf.restrict(pf.output_logprobs(policy, vocab, d))
@@ -478,7 +480,7 @@ def test_claims_are_declared_over_reference_models_with_a_null():
 def test_distinctiveness_optimum_collapses_onto_its_argmax_as_beta_goes_to_zero():
     """The beta -> 0 limit (a tautology of p* ∝ p_ref e^{r/beta}, formerly a claim): H -> H(p_ref | argmax r)."""
     d = D.creative_domain(3, 0.5)
-    r = pf.judge_rewards(d, "distinct", d.prior)
+    r = pf.judge_rewards(d, "distinct", d.prior, brevity=0.05)
     lim = pf.optimum_limits(d.prior, r)
     small = pf.optimum_curve(d, d.prior, r, [1e-3]).set_index("prompt")["entropy"]
     np.testing.assert_allclose(small, lim["entropy_beta_0"], atol=1e-6)
@@ -492,3 +494,140 @@ def test_the_beta_to_zero_limit_can_be_wider_than_the_reference():
     lim = pf.optimum_limits(p_ref, r)
     assert math.isclose(float(lim["entropy_beta_0"].iloc[0]), math.log(3), rel_tol=1e-12)
     assert float(lim["entropy_beta_0"].iloc[0]) > float(metrics.entropy(p_ref)[0])
+
+
+# ------------------------------------------------------------- the common trajectory
+
+TRAJ = dict(
+    n_seeds=2,
+    n_prompts=1,
+    valid_share=0.5,
+    corpus_size=400,
+    pretrain_steps=5,
+    n_pairs=16,
+    dpo_steps=4,
+    dpo_lr=3e-3,
+    betas=[1.0],
+    brevity=0.0,
+    judge_scale=1.0,
+    eval_every=2,
+    q=0.1,
+    n_support=50,
+    arch="gru",
+    device="cpu",
+)
+
+
+def test_trajectory_has_the_common_columns_in_sane_ranges():
+    from vanishing_tails.core import tails
+
+    frame = pf.trajectory(seed=0, **TRAJ)
+    assert list(frame.columns) == ["experiment", "arm", "replicate", "step", "mechanism", *tails.COLUMNS]
+    assert set(frame.experiment) == {"preference"} and set(frame.mechanism) <= set(tails.MECHANISMS)
+    assert set(frame.step) == {0, 2, 4} and set(frame.replicate) == {0, 1}
+    assert len(frame.arm.unique()) == len(D.DOMAINS) * len(pf.JUDGES) * len(TRAJ["betas"])
+    assert frame["support"].ge(0).all() and frame["q_tail_mass"].ge(0).all()
+    assert frame["kl_from_start"].ge(0).all() and np.isfinite(frame["quality"]).all()
+    for col in ("error_mass", "mode_share"):
+        assert frame[col].between(0, 1).all(), col
+    start = frame[frame.step == 0]
+    np.testing.assert_allclose(start["kl_from_start"], 0, atol=1e-9)
+    np.testing.assert_allclose(start["quality"], 0, atol=1e-9)  # rewards are centred under the reference
+    assert frame[frame.step > 0]["kl_from_start"].gt(0).all()
+
+
+def test_trajectory_is_reproducible_and_the_null_moves_nothing():
+    a = pf.trajectory(seed=1, **TRAJ)
+    pd.testing.assert_frame_equal(a, pf.trajectory(seed=1, **TRAJ))
+    assert not a["kl_from_start"].equals(pf.trajectory(seed=2, **TRAJ)["kl_from_start"])
+    null = pf.trajectory(seed=1, **{**TRAJ, "dpo_lr": 0.0})
+    for _, g in null.groupby(["arm", "replicate"]):
+        first = g[g.step == 0].iloc[0]
+        for col in ("support", "q_tail_mass", "error_mass", "mode_share", "kl_from_start", "quality"):
+            np.testing.assert_allclose(g[col], first[col], atol=1e-9, err_msg=col)
+    with pytest.raises(ValueError, match="betas"):
+        pf.trajectory(seed=0, **{**TRAJ, "betas": [0.0]})
+    with pytest.raises(ValueError, match="brevity"):
+        pf.trajectory(seed=0, **{**TRAJ, "brevity": -1.0})
+
+
+def test_tail_measures_of_the_reference_and_of_pure_error():
+    p_ref = np.array([[0.5, 0.3, 0.2]])
+    r = np.array([[1.0, -1.0, -1.0]])
+    probs = np.stack([p_ref, p_ref])
+    m = pf.tail_measures(probs, np.array([[0.0], [1.0]]), p_ref, np.array([0.0]), r, q=0.2, n_support=10)
+    np.testing.assert_allclose(m.loc[0, ["support", "q_tail_mass", "error_mass", "kl_from_start"]], [1, 1, 0, 0])
+    assert m.loc[1, "error_mass"] == 1 and m.loc[1, "q_tail_mass"] == 0  # all mass malformed
+    np.testing.assert_allclose(m["quality"], 0.5 - 0.3 - 0.2)
+
+
+# ------------------------------------------------------------------ the mixed reward
+
+
+def _judges(name, n_prompts=3):
+    d = D.make_domain(name, n_prompts, 0.5)
+    return (
+        d,
+        pf.judge_rewards(d, "correct", d.prior, brevity=0.0),
+        pf.judge_rewards(d, "distinct", d.prior, brevity=0.0),
+    )
+
+
+def test_mixed_reward_endpoints_and_refusals():
+    d, rc, rd = _judges("code", 2)
+    np.testing.assert_array_equal(pf.mixed_reward(rc, rd, 0.0), rc)
+    np.testing.assert_array_equal(pf.mixed_reward(rc, rd, 1.0), rd)
+    assert pf.mixed_reward(rc, rd, [0.0, 0.5, 1.0]).shape == (3, *rc.shape)
+    for bad in (1.5, -0.1, float("nan"), True):
+        with pytest.raises(ValueError, match="mix_lambdas"):
+            pf.check_lambdas([bad])
+    ph = pf.phase_diagram(d, d.prior, rc, rd, [0.5, 2.0], [0.0, 1.0])
+    assert list(ph.columns) == ["beta", "lam", "delta"] and len(ph) == 4
+    want = pf.bigram_change(d, d.prior, rc, [0.5])[0]
+    assert math.isclose(float(ph[(ph.beta == 0.5) & (ph.lam == 0.0)]["delta"].iloc[0]), want, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("name", D.DOMAINS)
+def test_bigram_entropy_slope_is_the_derivative_at_infinite_beta(name):
+    """Oracle: the closed-form slope d H2(p_ref e^{εr}/Z)/dε at 0 against a central finite difference."""
+    d, rc, rd = _judges(name)
+    for r in (rc, rd):
+        eps = 1e-5
+        plus = pf.bigram_change(d, d.prior, r, [1 / eps])[0]
+        minus = pf.bigram_change(d, d.prior, -r, [1 / eps])[0]
+        assert math.isclose(pf.bigram_entropy_slope(d, d.prior, r), (plus - minus) / (2 * eps), rel_tol=1e-4)
+
+
+@pytest.mark.parametrize("name", D.DOMAINS)
+def test_critical_lambda_tends_to_the_linear_response_limit(name):
+    """Oracle: as beta -> inf the change is linear in r, so lambda* -> a / (a - b) (a, b the judges' slopes)."""
+    d, rc, rd = _judges(name)
+    a, b = pf.bigram_entropy_slope(d, d.prior, rc), pf.bigram_entropy_slope(d, d.prior, rd)
+    assert a < 0 < b
+    got = pf.critical_lambda(d, d.prior, rc, rd, 1e5, grid=21)
+    assert abs(got - a / (a - b)) < 1e-3
+    lam = pf.critical_lambda(d, d.prior, rc, rd, 1.0, grid=21)  # and at the root the change vanishes
+    assert abs(pf.bigram_change(d, d.prior, pf.mixed_reward(rc, rd, lam), [1.0])[0]) < 1e-9
+
+
+def test_critical_lambda_is_one_half_for_opposite_judges():
+    """Oracle: with r_conv = -r_dist the mixed reward is (2 lambda - 1) r_dist, zero at lambda = 1/2 for every beta."""
+    d, _, rd = _judges("creative")
+    for beta in (0.5, 1.0, 4.0):
+        roots, up = pf.critical_lambdas(d, d.prior, -rd, rd, beta, grid=20)  # 1/2 is not a grid point
+        assert up.any()
+        assert abs(pf.critical_lambda(d, d.prior, -rd, rd, beta, grid=20) - 0.5) < 1e-9
+    assert math.isnan(pf.critical_lambda(d, d.prior, rd * 0 - 1, rd * 0 - 1, 1.0, grid=5))  # a constant reward: Δ = 0
+
+
+def test_run_experiment_tunes_the_mixed_reward_and_returns_the_references():
+    res = pf.run_experiment(seed=0, **{**TINY, "mix_lambdas": [0.5], "sweep_betas": []})
+    mixed = res["mixed"]
+    assert set(mixed["stage"]) == {"before", "after", "optimum"} and set(mixed["lam"]) == {0.5}
+    assert set(mixed["domain"]) == set(D.DOMAINS) and set(mixed["beta"]) == {TINY["beta"]}
+    assert set(res["p_ref"]) == {(0, d) for d in D.DOMAINS}
+    for (_, d), p in res["p_ref"].items():
+        np.testing.assert_allclose(p.sum(-1), 1)
+        assert p.shape == (TINY["n_prompts"], D.make_domain(d, TINY["n_prompts"], 0.5).n_outputs)
+    with pytest.raises(ValueError, match="mix_lambdas"):
+        pf.run_experiment(seed=0, **{**TINY, "mix_lambdas": [2.0]})

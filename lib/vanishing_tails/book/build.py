@@ -13,6 +13,7 @@ Explained in :ref:`sec-running-the-book`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ import yaml
 
 from vanishing_tails.core import io
 
+from .claims import RUNS_ENV
 from .execute import Job, code_key, run_many
 from .params import SCALE_ENV
 from .registry import all_specs
@@ -49,26 +51,37 @@ def chapter_jobs(scale: str, seed: int | None, runs: Path) -> list[Job]:
     return jobs
 
 
-def execute_page(src: Path, out: Path, scale: str) -> Path:
+def _results_key(results: list[dict[str, Any]] | None) -> str:
+    """What a page computed from the runs depends on: each chapter's run key and claims."""
+    rows = [(r["chapter"], r.get("provenance", {}).get("key"), r.get("error"), r.get("claims")) for r in results or []]
+    return hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def execute_page(src: Path, out: Path, scale: str, runs: Path | None = None,
+                 results: list[dict[str, Any]] | None = None) -> Path:  # fmt: skip
     """Execute a notebook page that has no parameters (the intro) into ``out``, reusing it
-    when the page and the library are unchanged."""
+    when the page, the library and the runs' claims are unchanged. The page reads this
+    build's runs from ``$VANISHING_TAILS_RUNS`` (the intro's claim map)."""
     import jupytext
     import nbformat
     from nbclient import NotebookClient
 
-    key = f"{code_key()}:{scale}:{__import__('hashlib').sha256(src.read_bytes()).hexdigest()}"
+    key = f"{code_key()}:{scale}:{hashlib.sha256(src.read_bytes()).hexdigest()}:{_results_key(results)}"
     stamp = out.with_suffix(".key")
     if out.exists() and stamp.exists() and stamp.read_text() == key:
         return out
     nb = jupytext.read(src)
-    env = os.environ.get(SCALE_ENV)
+    saved = {name: os.environ.get(name) for name in (SCALE_ENV, RUNS_ENV)}
     os.environ[SCALE_ENV] = scale
+    if runs is not None:
+        os.environ[RUNS_ENV] = str(runs)
     try:
         NotebookClient(
             nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(src.parent)}}
         ).execute()
     finally:
-        os.environ.pop(SCALE_ENV) if env is None else os.environ.__setitem__(SCALE_ENV, env)
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
     io.atomic_write(out, nbformat.writes(nb))
     io.atomic_write(stamp, key)
     return out
@@ -86,10 +99,18 @@ def _executed_for_book(path: Path) -> str:
     return nbformat.writes(nb)
 
 
+def _chapter_heading(stem: str, titles: dict[str, str]) -> str:
+    """``3. Sharpening spreads`` for a known chapter (the side bar shows it), else the stem."""
+    number, _, _ = stem.partition("_")
+    title = titles.get(stem)
+    return f"{int(number)}. {title}" if title and number.isdigit() else stem
+
+
 def claims_page(results: list[dict[str, Any]], scale: str) -> str:
     """The appendix's Claims page: every claim of every chapter at this build's scale."""
     from .claims import _fmt, test_text
 
+    titles = {spec.stem: spec.title for spec in all_specs()}
     lines = [
         "(appendix-claims)=",
         "# Claims",
@@ -108,7 +129,8 @@ def claims_page(results: list[dict[str, Any]], scale: str) -> str:
     lines += [f"{as_expected} of {total} verdicts are as expected at this scale.", ""]
     for r in results:
         stem = r["chapter"]
-        lines += [f"## {{doc}}`../chapters/{stem}`", ""]
+        lines += [f"(claims-{stem})=", f"## {_chapter_heading(stem, titles)}", "",
+                  f"The claims of {{doc}}`../chapters/{stem}`.", ""]  # fmt: skip
         if "error" in r:
             lines += [f"This chapter failed to run: `{r['error']}`", ""]
             continue
@@ -141,7 +163,7 @@ def stage(results: list[dict[str, Any]], runs: Path, scale: str, stage_dir: Path
     for name in PAGES:
         src = root / name
         if "code-cell" in src.read_text():
-            page = execute_page(src, runs / "_pages" / f"{src.stem}.ipynb", scale)
+            page = execute_page(src, runs / "_pages" / f"{src.stem}.ipynb", scale, runs=runs, results=results)
             shutil.copy2(page, stage_dir / f"{src.stem}.ipynb")
         else:
             shutil.copy2(src, stage_dir / name)
@@ -214,3 +236,76 @@ def build_book(
             json.dumps([{"chapter": r["chapter"], "claims": r["claims"]} for r in results], indent=1)
         )
     return rc
+
+
+# ----------------------------------------------------------------------------- launching (Binder, Colab)
+LAUNCH_DIR = "notebooks"  # _config.yml: repository.path_to_book; `make notebooks` writes it
+INSTALL_TAG = "colab-install"
+
+
+def launch_settings(root: Path | None = None) -> dict[str, str]:
+    """The repository the launch buttons and the install cell point at: ``_config.yml``'s
+    ``repository`` (``url``, ``branch``, ``path_to_book``), the one place it is set."""
+    config = yaml.safe_load(((root or io.repo_root()) / "_config.yml").read_text())
+    repo = config.get("repository") or {}
+    if not repo.get("url"):
+        raise ValueError("_config.yml: repository.url is not set (the launch buttons and the install cell need it)")
+    return {"url": str(repo["url"]).rstrip("/"), "branch": str(repo.get("branch") or "main"),
+            "path_to_book": str(repo.get("path_to_book") or "")}  # fmt: skip
+
+
+def install_cell_source(url: str, branch: str) -> str:
+    """The first code cell of every launchable notebook: where ``vanishing_tails`` does not
+    import (Colab, a bare kernel), clone the repository at ``branch`` and install it
+    (editable, so the chapters find ``chapters/`` and the data); elsewhere, nothing."""
+    return f'''# Colab, or a kernel without the book's library: install it from the book's repository.
+# Nothing happens where `vanishing_tails` already imports (Binder, a local checkout).
+import importlib.util
+import os
+import subprocess
+import sys
+
+if importlib.util.find_spec("vanishing_tails") is None:
+    REPO, BRANCH, CHECKOUT = "{url}", "{branch}", os.path.abspath("vanishing-tails")
+    if not os.path.isdir(CHECKOUT):
+        subprocess.run(["git", "clone", "--depth", "1", "--branch", BRANCH, REPO, CHECKOUT], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", CHECKOUT], check=True)
+    sys.path.insert(0, os.path.join(CHECKOUT, "lib"))  # an editable install is seen by new kernels only
+    os.environ["VANISHING_TAILS_ROOT"] = CHECKOUT
+    importlib.invalidate_caches()'''
+
+
+def launch_notebook(src: Path, root: Path | None = None):
+    """``src`` (a jupytext MyST page) as a notebook whose first code cell is the install cell."""
+    import jupytext
+    import nbformat
+
+    settings = launch_settings(root)
+    nb = jupytext.read(src)
+    cell = nbformat.v4.new_code_cell(install_cell_source(settings["url"], settings["branch"]))
+    cell.metadata["tags"] = [INSTALL_TAG]
+    first_code = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+    nb.cells.insert(first_code, cell)
+    nb.metadata.pop("jupytext", None)  # a plain notebook: Colab does not pair it with the .md
+    return nb
+
+
+def write_launch_notebooks(out: Path | None = None, root: Path | None = None) -> list[Path]:
+    """Write every page the table of contents lists that has code (the intro, the chapters)
+    as a launchable ``.ipynb`` under ``out`` (default ``notebooks/``), mirroring the book's
+    paths: what the Binder and Colab buttons open (``make notebooks``).
+    Explained in :ref:`sec-running-the-book`.
+    """
+    import nbformat
+
+    root = root or io.repo_root()
+    out = Path(out) if out else root / (launch_settings(root)["path_to_book"] or LAUNCH_DIR)
+    pages = [root / name for name in PAGES] + [root / "chapters" / f"{s.stem}.md" for s in all_specs()]
+    written = []
+    for src in pages:
+        if "code-cell" not in src.read_text():
+            continue
+        path = out / src.relative_to(root).with_suffix(".ipynb")
+        io.atomic_write(path, nbformat.writes(launch_notebook(src, root)))
+        written.append(path)
+    return written

@@ -32,6 +32,7 @@ Explained in :ref:`sec-claims`.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -147,11 +148,22 @@ def evaluate(
     )
 
 
+_NEGATIVE_ZERO = re.compile(r"^-(?=[0.,]*(?:[eE][+-]?0+)?%?$)")
+
+
+def format_number(value, spec: str = "") -> str:
+    """``format(value, spec)`` with a rounded zero printed without its sign: ``-0.001`` at
+    ``.2f`` reads ``0.00``, never ``-0.00``. What the book's glued numbers use (the Sphinx
+    extension routes MyST-NB's ``glue:text`` formatting through it). Explained in :ref:`sec-claims`.
+    """
+    text = format(value, spec)
+    return _NEGATIVE_ZERO.sub("", text) if text.startswith("-") else text
+
+
 def _fmt(x: float | None) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
-    s = f"{x:.3g}"
-    return "0" if s in ("-0", "-0.0") else s
+    return format_number(x, ".3g")
 
 
 def test_text(c: Claim | dict) -> str:
@@ -204,3 +216,133 @@ def contradictions(claims: list[dict]) -> list[dict]:
 def unexpected(claims: list[dict]) -> list[dict]:
     """Claims whose verdict differs from the expectation at all: what ``reproduce`` refuses."""
     return [c for c in claims if c["verdict"] != c["expected"]]
+
+
+# ----------------------------------------------------------------------------- the claim map
+@dataclass(frozen=True)
+class SourceNote:
+    """One note of the source (``/work/shared/seeds``): its question and the chapters that test it."""
+
+    title: str
+    chapters: tuple[str, ...]
+
+
+# The source's eight notes, in its order, and the chapters (stems) that test each one. This is
+# the only hand-made part of the claim map: the verdicts are computed from the runs' claims.
+NOTES: tuple[SourceNote, ...] = (
+    SourceNote("Does training on AI-generated content permanently degrade model quality?",
+               ("01_tails_vanish_first", "02_model_families")),
+    SourceNote("Does outcome-based RL diversity loss spread across unsolved problems?", ("03_sharpening_spreads",)),
+    SourceNote("Does RL training collapse format diversity in pretrained models?", ("04_one_format_wins",)),
+    SourceNote("Does reinforcement learning squeeze exploration diversity in search agents?", ("06_search_breadth",)),
+    SourceNote("How do quality, diversity, and complexity affect synthetic data differently?",
+               ("07_quality_hides_diversity",)),
+    SourceNote("Can diversity optimization improve quality during language model training?",
+               ("08_paying_for_the_tails",)),
+    SourceNote("Can we generate synthetic data without any seed examples?", ("09_coverage_by_construction",)),
+    SourceNote("Does preference tuning always reduce diversity the same way?", ("05_what_the_reward_pays_for",)),
+    # The source's own question, which the closing chapter puts to all the experiments at once.
+    SourceNote("How does diversity loss in synthetic data mirror tail distribution disappearance?",
+               ("10_one_phenomenon",)),
+)  # fmt: skip
+NOTE_VERDICTS = ("supported", "qualified", "contradicted", "not yet tested")
+
+
+def note_verdict(claims: list[dict] | None) -> tuple[str, dict[str, int]]:
+    """A note's verdict in one chapter, from the measured verdicts of the chapter's claims
+    whose source is ``notes`` (the notes' own claims, tested as stated):
+
+    * ``not yet tested`` — no run, or no notes claim was decided (all inconclusive);
+    * ``supported`` — every notes claim holds;
+    * ``contradicted`` — none holds and at least one fails;
+    * ``qualified`` — anything in between (some hold, some fail or are undecided).
+
+    Returns the verdict and the counts (``holds``, ``fails``, ``inconclusive``, and
+    ``findings``, the claims that say what was found instead). Explained in :ref:`sec-claim-map`.
+    """
+    claims = claims or []
+    notes = [c["verdict"] for c in claims if c.get("source") == "notes"]
+    counts = {v: notes.count(v) for v in VERDICTS}
+    counts["findings"] = sum(c.get("source") == "finding" for c in claims)
+    if counts["holds"] + counts["fails"] == 0:
+        return "not yet tested", counts
+    if counts["fails"] == 0 and counts["inconclusive"] == 0:
+        return "supported", counts
+    if counts["holds"] == 0:
+        return "contradicted", counts
+    return "qualified", counts
+
+
+def claim_map(results: dict[str, dict], notes: tuple[SourceNote, ...] = NOTES, stems=None) -> list[dict]:
+    """Each note of the source → each chapter that tests it → the verdict (:func:`note_verdict`),
+    from ``results`` (chapter stem → its ``results.json``; a missing or failed chapter is
+    *not yet tested*). One row per (note, chapter), in the source's order: deterministic.
+    With ``stems`` (the book's chapters), chapters the book does not have are left out.
+    Explained in :ref:`sec-claim-map`.
+    """
+    rows = []
+    for i, note in enumerate(notes, start=1):
+        for stem in note.chapters:
+            if stems is not None and stem not in stems:
+                continue
+            r = results.get(stem)
+            claims = None if r is None or "error" in r else r.get("claims")
+            v, counts = note_verdict(claims)
+            rows.append({"note": i, "title": note.title, "chapter": stem, "verdict": v, "ran": claims is not None,
+                         **counts})  # fmt: skip
+    return rows
+
+
+def load_results(runs, stems) -> dict[str, dict]:
+    """``results.json`` of each chapter ``stem`` under the folder ``runs`` (missing ones left out)."""
+    import json
+    from pathlib import Path
+
+    out = {}
+    for stem in stems:
+        path = Path(runs) / stem / "results.json"
+        if path.is_file():
+            out[stem] = json.loads(path.read_text())
+    return out
+
+
+def claim_map_markdown(rows: list[dict], titles: dict[str, str], claims_doc: str = "appendix/claims") -> str:
+    """The claim map as a MyST table: note → chapter (a link) → verdict, linked to the
+    chapter's section of the Claims page (label ``claims-<stem>``) with its counts."""
+    lines = [
+        "| note of the source | chapter | verdict | the notes' claims |",
+        "|---|---|---|---|",
+    ]
+    last = None
+    for r in rows:
+        note = f"{r['note']}. {r['title']}" if r["note"] != last else ""
+        last = r["note"]
+        number = int(r["chapter"].split("_", 1)[0])
+        chapter = f"{{doc}}`{number}. {titles.get(r['chapter'], r['chapter'])} <chapters/{r['chapter']}>`"
+        verdict = f"{{ref}}`{r['verdict']} <claims-{r['chapter']}>`" if r["verdict"] != "not yet tested" else (
+            f"{{doc}}`not yet tested <{claims_doc}>`")  # fmt: skip
+        counts = (f"{r['holds']} hold, {r['fails']} fail, {r['inconclusive']} inconclusive; {r['findings']} findings"
+                  if r.get("ran", True) else "no run at this build's scale")  # fmt: skip
+        lines.append(f"| {note} | {chapter} | **{verdict}** | {counts} |")
+    return "\n".join(lines) + "\n"
+
+
+RUNS_ENV = "VANISHING_TAILS_RUNS"  # set by the book build for the intro: where this build's runs are
+
+
+def book_claim_map(scale: str | None = None) -> tuple[list[dict], str]:
+    """The intro's claim map for the book being built: rows (:func:`claim_map`) and the
+    MyST table. The runs are read from ``$VANISHING_TAILS_RUNS`` (set by the build), else
+    from ``_build/runs/<scale>``. Explained in :ref:`sec-claim-map`.
+    """
+    import os
+
+    from .build import runs_dir
+    from .params import current_scale
+    from .registry import all_specs
+
+    specs = all_specs()
+    runs = os.environ.get(RUNS_ENV) or runs_dir(current_scale(scale))
+    stems = [s.stem for s in specs]
+    rows = claim_map(load_results(runs, stems), stems=stems)
+    return rows, claim_map_markdown(rows, {s.stem: s.title for s in specs})

@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 
 from vanishing_tails import __version__
 from vanishing_tails.core import io
+from vanishing_tails.core import progress as progress_bars
 
 from .params import SCALE_ENV, ChapterSpec
 
@@ -164,20 +164,24 @@ def run_chapter(
     executed_path = out_dir / f"{spec.stem}.ipynb"
     partial = out_dir / f".{spec.stem}.running.ipynb"
     t0 = time.perf_counter()
-    env_scale = os.environ.get(SCALE_ENV)
+    saved_env = {name: os.environ.get(name) for name in (SCALE_ENV, progress_bars.PROGRESS_ENV)}
+    # The chapter, cell by cell, with the time elapsed: on a terminal only (quiet in CI logs).
+    bar = {"desc": spec.stem, "leave": False, "disable": not (progress and progress_bars.enabled())}
     try:
         os.environ[SCALE_ENV] = params["scale"]
+        os.environ[progress_bars.PROGRESS_ENV] = "0"  # the kernel's own loops: no bars in the notebook
         executed = papermill.execute_notebook(
             nb, str(partial), parameters=params, kernel_name="python3", cwd=str(src.parent),
-            progress_bar=progress, report_mode=False,
+            progress_bar=bar, report_mode=False,
         )  # fmt: skip
     except papermill.PapermillExecutionError as e:
         raise ChapterFailed(f"{spec.stem} failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
     finally:
-        if env_scale is None:
-            os.environ.pop(SCALE_ENV, None)
-        else:
-            os.environ[SCALE_ENV] = env_scale
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     wall = time.perf_counter() - t0
     os.replace(partial, executed_path)
     if not isinstance(executed, nbformat.NotebookNode):
@@ -225,10 +229,9 @@ def _run_job(job: Job, root: str, reuse: bool) -> dict[str, Any]:
 
 
 def _progress(total: int, desc: str):
-    """A tqdm bar on a terminal; nothing in CI logs (stderr not a tty)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not sys.stderr.isatty(), unit="run")
+    """A bar over chapters with the time elapsed, on a terminal only (nothing in CI logs):
+    :func:`vanishing_tails.core.progress.bar`."""
+    return progress_bars.bar(total=total, desc=desc, unit="chapter", leave=True)
 
 
 def connect(workers: int, scheduler: str | None = None, timeout: float = 10.0):
@@ -275,6 +278,7 @@ def run_many(
         out = []
         with _progress(len(jobs), desc) as bar:
             for job in jobs:
+                bar.set_postfix_str(job.stem, refresh=False)
                 out.append(task(job, root, reuse))
                 bar.update()
         return out
@@ -295,6 +299,7 @@ def run_many(
                 except Exception as e:  # e.g. KilledWorker after repeated worker deaths
                     results[i] = {"chapter": jobs[i].stem, "parameters": jobs[i].params,
                                   "error": f"{type(e).__name__}: {e}"}  # fmt: skip
+                bar.set_postfix_str(f"{jobs[i].stem} done", refresh=False)
                 bar.update()
         return results  # type: ignore[return-value]
     finally:

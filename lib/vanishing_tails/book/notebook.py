@@ -27,14 +27,19 @@ CLAIMS_TABLE_KEY = "claims-table"
 
 def _plain(value: Any) -> Any:
     if isinstance(value, (np.generic,)):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and value == 0.0:
+        return 0.0  # -0.0 would print as "-0.00"; a value that *rounds* to zero is handled by the book's
+        # Sphinx extension at render time (claims.format_number), where the format is known
     return value
 
 
 def glue_value(name: str, value: Any) -> Any:
     """Glue a scalar for the prose and results.json; return it as a plain Python value.
 
-    Quote it in the prose with the ``glue:text`` role and a format, e.g. ``name:.2f``.
+    Quote it in the prose with the ``glue:text`` role and a format, e.g. ``name:.2f``; a
+    value that rounds to zero reads ``0.00``, never ``-0.00`` (the book's Sphinx extension
+    formats through :func:`vanishing_tails.book.claims.format_number`).
     """
     from myst_nb import glue
 

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import progress
+
 PAD, BOS, EOS = "<pad>", "<bos>", "<eos>"
 
 
@@ -310,7 +312,7 @@ def train_lm(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     model.train()
     log = []
-    for step in range(1, steps + 1):
+    for step in progress.bar(range(1, steps + 1), desc="training the LM", unit="step"):  # off in the runner
         idx = torch.randint(len(data), (batch_size,), generator=gen)
         batch = data[idx].to(device)
         nll = token_nll(model, batch, pad_id)

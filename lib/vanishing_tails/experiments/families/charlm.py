@@ -52,7 +52,7 @@ from torch.nn import functional as F
 
 from vanishing_tails.core import collapse, data, lm, metrics
 
-from .fitting import seeded_fit
+from .fitting import Adam, seeded_fit
 
 WORD = re.compile(r"[a-z']+")
 N_COMMON = 100
@@ -291,7 +291,7 @@ def train_chains(
     C, N, _ = tokens.shape
     device = model.w_ih.device
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = Adam(model.parameters(), lr=lr)
     rows = torch.arange(C)[:, None]
     model.train()
     for _ in range(steps):
@@ -299,7 +299,7 @@ def train_chains(
         nll = chain_nll(model, batch, pad_id)
         count = (batch[..., 1:] != pad_id).sum((1, 2)).clamp(min=1)
         loss = (nll.sum((1, 2)) / count).sum()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         if clip:
             grads = [p.grad for p in model.parameters()]

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from vanishing_tails.core import collapse
+from vanishing_tails.core import collapse, metrics
 
 _EPS = 10 * np.finfo(float).eps  # added to component counts, as scikit-learn does
 
@@ -117,6 +117,8 @@ REAL_MIXTURE = Mixture(
 RARE = int(np.argmin(REAL_MIXTURE.weights[0]))
 #: A component's region counts as *lost* by a model that keeps less than this share of its real mass.
 LOST = 0.2
+#: k of the k-nearest-neighbour precision and recall (Kynkäänniemi et al. 2019 use k = 3).
+PR_K = 3
 
 
 def real_sample(n: int, chains: int, rng: np.random.Generator) -> np.ndarray:
@@ -312,6 +314,8 @@ def mixture_chains(
     real_fraction: float,
     q: float,
     seed: int,
+    pr_points: int,
+    pr_generations: tuple[int, ...],
     n_components: int = 3,
     n_measure: int = 2000,
     snapshot_generations: tuple[int, ...] = (),
@@ -326,7 +330,12 @@ def mixture_chains(
 
     Returns ``(frame, snapshots)``: the long frame (``generation``, ``quantity``,
     ``chain``, ``value``; quantities ``low_density``, ``mass_rare``, ``mass_common_k``,
-    ``weight_rare`` — the fitted weight of the component nearest the rare mean) and,
+    ``weight_rare`` — the fitted weight of the component nearest the rare mean; with
+    ``pr_points > 0``, at the generations in ``pr_generations``, also ``precision`` and
+    ``recall``, the k-NN precision and recall
+    (:func:`vanishing_tails.core.metrics.precision_recall`, k = :data:`PR_K`) of ``pr_points``
+    of the model draws against ``pr_points`` real points per chain drawn once from a stream of
+    their own) and,
     for each generation in ``snapshot_generations``, ``n_measure`` points from chain 0's
     model (for scatter plots).
     Explained in :ref:`sec-families-mixture`.
@@ -337,11 +346,16 @@ def mixture_chains(
         chains=(chains, 1),
         n_components=(n_components, 1),
         n_measure=(n_measure, 10),
+        pr_points=(pr_points, 0),
     )
     if not 0 < q < 0.5:
         raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+    if 0 < pr_points <= PR_K or pr_points > n_measure:
+        raise ValueError(f"pr_points must be 0 or an integer in ({PR_K}, n_measure = {n_measure}]; got {pr_points!r}")
     snapshots: dict[int, np.ndarray] = {}
     rare_mean = REAL_MIXTURE.means[0, RARE]
+    # the real reference of precision / recall: its own stream (the loop uses children 0 and 1)
+    real_ref = real_sample(pr_points, chains, np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2]))
 
     def fit(x, rng):
         return fit_mixtures(x, n_components, seed=int(rng.integers(2**62)))
@@ -356,6 +370,8 @@ def mixture_chains(
         out = tail_measures(pts, q)
         nearest = np.argmin(np.sum((models.means - rare_mean) ** 2, -1), axis=1)
         out["weight_rare"] = models.weights[np.arange(models.chains), nearest]
+        if pr_points and t in pr_generations:
+            out["precision"], out["recall"] = metrics.precision_recall(real_ref, pts[:, :pr_points], k=PR_K)
         return out
 
     frame = collapse.recursive_fit(
@@ -372,3 +388,158 @@ def mixture_chains(
         seed=seed,
     )
     return frame, snapshots
+
+
+# ----------------------------------------------------------------------------- the book's common tail measures
+#: The quadrature grid of :func:`trajectory`: cell centres of a ``GRID_STEP`` lattice over the box
+#: [-12, 12] x [-10, 16], which holds all but a negligible share of the real mixture and of its refits.
+GRID_STEP = 0.25
+#: The real law "has no mass" outside every real component's ellipse of this chi-square(2) level.
+ERROR_LEVEL = 0.999
+
+
+@lru_cache(maxsize=4)
+def _grid(q: float) -> dict[str, np.ndarray]:
+    """The grid of :func:`trajectory` and the real law on it (deterministic, cached per ``q``)."""
+    xs = np.arange(-12.0, 12.0, GRID_STEP) + GRID_STEP / 2
+    ys = np.arange(-10.0, 16.0, GRID_STEP) + GRID_STEP / 2
+    pts = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1)  # [nx, ny, 2]
+    flat = pts.reshape(1, -1, 2)
+    logp0 = REAL_MIXTURE.logpdf(flat)[0]
+    mass0 = np.exp(logp0) * GRID_STEP**2
+    mass0 = mass0 / mass0.sum()
+    # error region E: outside every real component's ERROR_LEVEL ellipse (Mahalanobis^2 > chi2_2 quantile)
+    diff = flat[0][:, None, :] - REAL_MIXTURE.means[0][None]  # [G, K, 2]
+    maha = np.einsum("gki,kij,gkj->gk", diff, np.linalg.inv(REAL_MIXTURE.covs[0]), diff)
+    error = maha.min(-1) > -2 * np.log1p(-ERROR_LEVEL)  # chi2 with 2 dof: quantile = -2 log(1 - level)
+    # q-tail: p0's least-probable q of the mass, outside E (E is the error tail, counted apart)
+    order = np.argsort(logp0)
+    below = np.zeros(logp0.size, dtype=bool)
+    below[order[np.cumsum(mass0[order]) <= q]] = True
+    tail = below & ~error
+    return {"points": flat[0], "shape": np.array(pts.shape[:2]), "logp0": logp0, "mass0": mass0,
+            "error": error, "tail": tail}  # fmt: skip
+
+
+def _blocks(mass: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """Cell masses ``[..., G]`` summed over 2 x 2 blocks of the grid: ``[..., G / 4]`` (cells of side 2 h)."""
+    nx, ny = (int(s) for s in shape)
+    m = mass.reshape(*mass.shape[:-1], nx // 2, 2, ny // 2, 2)
+    return m.sum((-3, -1)).reshape(*mass.shape[:-1], -1)
+
+
+def grid_measures(models: Mixture, start: Mixture, *, q: float, n: int) -> dict[str, np.ndarray]:
+    """The common tail measures (:data:`vanishing_tails.core.tails.COLUMNS`) of every chain's
+    mixture, by quadrature on a fixed grid (no Monte Carlo).
+
+    With cell masses m_i = p(x_i) h^2 / Σ_j p(x_j) h^2 on the grid of step ``h`` =
+    :data:`GRID_STEP` (model p, real law p0, start s = the chain's generation-0 fit):
+
+    * ``support`` — Σ_b 1 − (1 − m_b)^n over blocks b of 2 x 2 cells (side 2h), relative to
+      the same for p0: the expected number of distinct places ``n`` draws visit;
+    * ``q_tail_mass`` — Σ_{i ∈ T} m_i / Σ_{i ∈ T} m0_i, T = p0's least-probable ``q`` of the
+      mass (density below c_q) outside the error region E;
+    * ``error_mass`` — Σ_{i ∈ E} m_i, E = the points outside every real component's
+      :data:`ERROR_LEVEL` ellipse (Mahalanobis² above the chi-square(2) quantile), where p0
+      puts at most 1 − ERROR_LEVEL of its mass: mass the fit adds where the real law has none;
+    * ``mode_share`` — the largest block mass;
+    * ``kl_from_start`` — Σ_i m_i log(m_i / s_i) (0 at generation 0);
+    * ``quality`` — −KL(p0 ‖ p) = Σ_i m0_i log(m_i / m0_i) in nats (0 = the real law).
+
+    Returns arrays of one value per chain. Explained in :ref:`sec-families-mixture`.
+    """
+    g = _grid(q)
+    C = models.chains
+    xt = np.broadcast_to(g["points"].T[:, None, :], (2, C, g["points"].shape[0]))
+
+    def log_cells(m: Mixture) -> np.ndarray:
+        w, mu, S = m.weights, m.means, m.covs
+        if m.chains == 1 and C != 1:
+            w, mu, S = (np.broadcast_to(a, (C, *a.shape[1:])) for a in (w, mu, S))
+        lp = _logsumexp0(_component_logpdf(xt, w, mu, S))  # [C, G]
+        return lp - special.logsumexp(lp, axis=-1, keepdims=True)
+
+    lm, ls = log_cells(models), log_cells(start)
+    m = np.exp(lm)
+    log_m0 = np.log(g["mass0"])
+    blocks, blocks0 = _blocks(m, g["shape"]), _blocks(g["mass0"], g["shape"])
+    distinct = -np.expm1(n * np.log1p(-np.minimum(blocks, 1 - 1e-16))).sum(-1)
+    distinct0 = -np.expm1(n * np.log1p(-blocks0)).sum()
+    return {
+        "support": distinct / distinct0,
+        "q_tail_mass": m[:, g["tail"]].sum(-1) / g["mass0"][g["tail"]].sum(),
+        "error_mass": m[:, g["error"]].sum(-1),
+        "mode_share": blocks.max(-1),
+        "kl_from_start": np.maximum((m * (lm - ls)).sum(-1), 0.0),
+        "quality": (g["mass0"] * (lm - log_m0)).sum(-1),
+    }
+
+
+def _measure_from_start(q: float, n: int):
+    """A ``measure(models, t)`` callback: :func:`grid_measures` against the generation-0 models it saw."""
+    start: list[Mixture] = []
+
+    def measure(models, t):
+        if t == 0:
+            start[:] = [models]
+        return grid_measures(models, start[0], q=q, n=n)
+
+    return measure
+
+
+def trajectory(
+    *, n: int, generations: int, n_seeds: int, q: float, real_fractions: list[float], seed: int
+) -> pd.DataFrame:
+    """The book's common tail measures of the refit Gaussian mixture, per arm, chain
+    (``replicate``) and generation (``step``).
+
+    Arms (all paired: the same real data and the same generation-0 fit per chain, from the
+    seed stream ``streams(seed)["mixture-trajectory"]``): ``replace``, ``accumulate``,
+    ``accumulate-subsample`` and ``mix <rf>`` for every ``rf`` in ``real_fractions`` (each
+    generation trains on round(rf n) fresh real points and the rest from the previous fit;
+    ``mix 1`` trains on fresh real data alone, the null arm). ``mechanism`` is ``error`` for
+    every arm: sampling is at temperature 1, but EM always fits three components and puts the
+    mass of a lost one where the real law has none. The columns are those of
+    :func:`grid_measures`: ``q_tail_mass`` the mass on p0's least-probable ``q`` (outside
+    E), ``error_mass`` the mass outside every real component's ellipse, ``support`` the
+    expected distinct grid blocks in ``n`` draws, ``quality`` = −KL(p0 ‖ model) in nats.
+    Explained in :ref:`sec-families-mixture`.
+    """
+    from vanishing_tails.core.seeds import streams
+
+    collapse._check_sizes(n=(n, 10), generations=(generations, 0), n_seeds=(n_seeds, 1))
+    if not 0 < q < 0.5:
+        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+    for rf in real_fractions:
+        if not 0 <= rf <= 1:
+            raise ValueError(f"real_fractions must lie in [0, 1]; got {rf!r}")
+    base = streams(seed)["mixture-trajectory"]
+    arms = [("replace", "replace", 0.0), ("accumulate", "accumulate", 0.0)]
+    arms += [("accumulate-subsample", "accumulate-subsample", 0.0)]
+    arms += [(f"mix {rf:g}", "mix", float(rf)) for rf in real_fractions]
+    frames = []
+    for arm, regime, rf in arms:
+        measure = _measure_from_start(q, n)
+
+        f = collapse.recursive_fit(
+            lambda x, rng: fit_mixtures(x, 3, seed=int(rng.integers(2**62))),
+            lambda models, m, rng: models.sample(m, rng),
+            measure,
+            real_sample=lambda m, rng: real_sample(m, n_seeds, rng),
+            n=n,
+            generations=generations,
+            regime=regime,
+            real_fraction=rf,
+            concat=lambda parts: np.concatenate(parts, axis=1),
+            subsample=lambda x, m, rng: np.stack([xc[rng.choice(len(xc), m, replace=False)] for xc in x]),
+            seed=base,
+        )
+        wide = f.pivot_table(index=["chain", "generation"], columns="quantity", values="value").reset_index()
+        wide = wide.rename(columns={"chain": "replicate", "generation": "step"}).assign(arm=arm)
+        frames.append(wide)
+    from vanishing_tails.core.tails import COLUMNS
+
+    out = pd.concat(frames, ignore_index=True)
+    out["experiment"] = "families"
+    out["mechanism"] = "error"
+    return out[["experiment", "arm", "replicate", "step", "mechanism", *COLUMNS]]

@@ -96,6 +96,53 @@ CLAIMS = (
         "chains",
         source="notes",
     ),
+    ClaimSpec(
+        "gmm-subsample-keeps",
+        "Mixture: accumulating but training on a subsample of n points per generation "
+        "(accumulate-subsample), fewer chains lose the rare region than under replace",
+        f"per chain (same real data at generation 0): 1{{lost, replace}} − 1{{lost, accumulate-subsample}} at "
+        f"the last generation ({LOST}); mean over chains (paired t)",
+        "direction",
+        0.1,
+        SHARE_OF_CHAINS.format(pp=10),
+        "chains",
+        source="paper",
+    ),
+    ClaimSpec(
+        "gmm-recall-falls",
+        "Mixture, replace: the k-NN recall of the model's samples falls (real points outside the model's "
+        "support: the real tail that is lost)",
+        "per chain: recall at generation 0 − recall at the last generation; mean over chains (t)",
+        "direction",
+        0.05,
+        "stated minimal effect: 5% of the real points",
+        "chains",
+        source="notes",
+    ),
+    ClaimSpec(
+        "gmm-precision-falls",
+        "Mixture, replace: the k-NN precision falls (model samples outside the real support: the error "
+        "tail that grows)",
+        "per chain: precision at generation 0 − precision at the last generation; mean over chains (t)",
+        "direction",
+        0.05,
+        "stated minimal effect: 5% of the model's samples",
+        "chains",
+        source="paper",
+        expected="fails",
+    ),
+    ClaimSpec(
+        "gmm-recall-before-precision",
+        "Instead recall falls by more than precision: the k-NN balls of the real points still cover the "
+        "mass the refits add between and around the clusters, so the lost real tail shows and the "
+        "error tail barely does",
+        "per chain: (recall drop) − (precision drop), generation 0 to the last; mean over chains (paired t)",
+        "direction",
+        0.05,
+        "stated minimal effect: 5 percentage points (as gmm-recall-falls)",
+        "chains",
+        source="finding",
+    ),
     # --- VAE
     ClaimSpec(
         "vae-rare-first",
@@ -140,6 +187,28 @@ CLAIMS = (
         "stated minimal effect: a fifth of the generation-0 share (as vae-rare-first)",
         "chains",
         source="finding",
+    ),
+    ClaimSpec(
+        "vae-recall-falls",
+        "VAE, replace: the k-NN recall of the samples (pixel space) falls: the real images the model still covers",
+        "per chain: recall at generation 0 − recall at the last generation; mean over chains (t)",
+        "direction",
+        0.05,
+        "stated minimal effect: 5% of the real images (as gmm-recall-falls)",
+        "chains",
+        source="notes",
+    ),
+    ClaimSpec(
+        "vae-precision-falls",
+        "VAE, replace: the k-NN precision of the samples falls (samples outside the real images' support: "
+        "an error tail that grows)",
+        "per chain: precision at generation 0 − precision at the last generation; mean over chains (t)",
+        "direction",
+        0.05,
+        "stated minimal effect: 5% of the samples (as gmm-precision-falls)",
+        "chains",
+        source="paper",
+        expected="fails",
     ),
     # --- character language model
     ClaimSpec(
@@ -328,6 +397,14 @@ SPEC = ChapterSpec(
             low=0.0,
             high=1.0,
         ),
+        Param(
+            "pr_points",
+            "int",
+            {"smoke": 300, "book": 300, "full": 1000},
+            "model and real points per chain for the k-NN precision and recall (mixture)",
+            low=10,
+            high=100_000,
+        ),
         # --- VAE on digits
         Param(
             "vae_chains",
@@ -356,7 +433,7 @@ SPEC = ChapterSpec(
         Param(
             "vae_steps",
             "int",
-            {"smoke": 200, "book": 400, "full": 2000},
+            {"smoke": 200, "book": 320, "full": 2000},
             "Adam steps per VAE training",
             low=10,
             high=1_000_000,
@@ -405,7 +482,7 @@ SPEC = ChapterSpec(
         Param(
             "lm_steps",
             "int",
-            {"smoke": 35, "book": 80, "full": 3000},
+            {"smoke": 35, "book": 60, "full": 3000},
             "training steps per LM generation",
             low=10,
             high=10_000_000,

@@ -40,7 +40,10 @@ from torch.nn import functional as F
 
 from vanishing_tails.core import collapse, data, lm, metrics
 
-from .fitting import seeded_fit
+from .fitting import Adam, seeded_fit
+
+#: k of the k-nearest-neighbour precision and recall (Kynkäänniemi et al. 2019 use k = 3).
+PR_K = 3
 
 
 @lru_cache(maxsize=1)
@@ -139,14 +142,14 @@ def train_vae(
     gen = torch.Generator().manual_seed(seed)
     C, N, D = x.shape
     model = BatchedVAE(C, D, hidden, latent, decoder_sd=decoder_sd, generator=gen).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = Adam(model.parameters(), lr=lr)
     x = x.to(dev)
     rows = torch.arange(C, device=dev)[:, None]
     for _ in range(steps):
         idx = torch.randint(N, (C, batch_size), generator=gen)
         eps = torch.randn(C, batch_size, latent, generator=gen).to(dev)
         loss = model.loss(x[rows, idx.to(dev)], eps)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
@@ -183,7 +186,10 @@ def vae_chains(
     Returns ``(frame, snapshots)``: the long frame (``generation``, ``quantity``,
     ``chain``, ``value``) with quantities ``share_rank_r`` (class of rank r, relative to its
     real share), ``rare_share``, ``common_share`` (the ``n_rare`` rarest / most common
-    classes, relative), ``vendi``, ``atypical``; and for each generation in
+    classes, relative), ``vendi``, ``atypical``, ``precision`` and ``recall`` (k-NN precision and
+    recall in pixel space, k = :data:`PR_K`, of the ``n_measure`` samples against ``n_measure``
+    real images of the chain's real law drawn once from a stream of their own,
+    :func:`vanishing_tails.core.metrics.precision_recall`); and for each generation in
     ``snapshot_generations`` the first 16 generated images of chain 0 ``[16, 8, 8]``.
     Explained in :ref:`sec-families-vae`.
     """
@@ -208,6 +214,7 @@ def vae_chains(
     order = np.stack([order_rng.permutation(10) for _ in range(chains)])
     clf = digit_classifier()
     snapshots: dict[int, np.ndarray] = {}
+    ref_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])  # the real reference of precision/recall
 
     def real_sample(m, rng):
         out = np.empty((chains, m, 64), dtype=np.float32)
@@ -254,8 +261,10 @@ def vae_chains(
         out["common_share"] = (by_rank[:, :n_rare] * shares[:n_rare]).sum(1) / shares[:n_rare].sum()
         out["vendi"] = np.array([metrics.vendi_score(im) for im in imgs])
         out["atypical"] = (prob.max(-1) < 0.5).mean(1)
+        out["precision"], out["recall"] = metrics.precision_recall(real_ref, imgs.astype(np.float64), k=PR_K)
         return out
 
+    real_ref = real_sample(n_measure, ref_rng).numpy().astype(np.float64)
     frame = collapse.recursive_fit(
         fit,
         sample,

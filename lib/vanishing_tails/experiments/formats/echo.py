@@ -27,10 +27,10 @@ only saves the per-operation overhead of running tiny models one by one.
   :func:`vanishing_tails.core.rl.kl_shaped_advantages` and
   :func:`vanishing_tails.core.rl.policy_gradient_loss`. Its fixed point is the
   KL-regularised optimum :math:`\\pi^*(y\\mid x)\\propto\\pi_{\\mathrm{ref}}(y\\mid x)
-  e^{r(x,y)/\\beta}` (``korbak2022kl``), whose format shares :func:`format_optimum` computes.
+  e^{r(x,y)/\\beta}` (``korbak2022kl``), whose format shares
+  :func:`vanishing_tails.experiments.formats.analytic.format_optimum` computes.
 * :func:`evaluate` samples held-out problems before and after RL (format shares, accuracy
-  by format, pass@k, maj@k); :func:`bandit_pg` is the format choice alone as a bandit;
-  :func:`experiment` runs the chapter's grid of sizes, pretrained models, KL strengths
+  by format, pass@k, maj@k); :func:`experiment` runs the chapter's grid of sizes, pretrained models, KL strengths
   and RL seeds.
 
 Explained in :ref:`chapter-one-format-wins`.
@@ -53,7 +53,7 @@ from torch.nn import functional as F
 from vanishing_tails.core import io, lm
 from vanishing_tails.core.checks import check_beta
 from vanishing_tails.core.metrics import pass_at_k
-from vanishing_tails.core.rl import kl_regularised_optimum, kl_shaped_advantages, policy_gradient_loss
+from vanishing_tails.core.rl import kl_shaped_advantages, policy_gradient_loss
 from vanishing_tails.core.seeds import streams
 
 from . import task as fm
@@ -713,6 +713,7 @@ def rl_run(
     betas: Sequence[float],
     seeds: Sequence[int],
     ks: Sequence[int] = (1, 4),
+    probe: fm.Problems | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, Stack]:
     """GRPO-style RL of one policy per replica of ``refs``, started from it and penalised
@@ -726,8 +727,10 @@ def rl_run(
     pass@k and maj@k for ``k`` in ``ks`` (k <= group_size), and ``kl``, the mean of
     log pi - log pi_ref (an unbiased estimate of KL(pi || pi_ref) on the step's prompts);
     on the step's prompts the exact format probabilities ``p_<format>``
-    (:func:`format_probabilities`). Everything is measured *before* the step's update, so
-    step 0 describes the pretrained model. ``refs`` is never modified.
+    (:func:`format_probabilities`); with ``probe`` problems, also the exact format
+    probabilities ``probe_p_<format>`` averaged over them (the same prompts at every step).
+    Everything is measured *before* the step's update, so step 0 describes the pretrained
+    model. ``refs`` is never modified.
     Explained in :ref:`sec-formats-rl`.
     """
     R = len(refs)
@@ -748,12 +751,14 @@ def rl_run(
     pad = task.vocab.pad_id
     ks = [k for k in ks if k <= G]
     groups = {float(b): torch.as_tensor(np.flatnonzero(betas == b)) for b in np.unique(betas)}
+    probe_prompts = None if probe is None else fm.encode_prompts(task, probe).unsqueeze(0).expand(R, -1, -1)
     rows = []
     for step in range(cfg.steps):
         idx = order[:, step * B : (step + 1) * B]
         prompts = prompts_all[torch.as_tensor(idx)]
         truth = problems.answer[idx]
         pf = format_probabilities(task, policy, prompts).mean(1)
+        pp = None if probe_prompts is None else format_probabilities(task, policy, probe_prompts).mean(1)
         seq = sample(
             policy,
             prompts,
@@ -784,100 +789,13 @@ def rl_run(
         for m, s in enumerate(got):
             row = summarise(s, truth[m], ks)
             row.update({f"p_{f}": float(v) for f, v in zip((*fm.FORMATS, fm.OTHER), pf[m])})
+            if pp is not None:
+                row.update({f"probe_p_{f}": float(v) for f, v in zip((*fm.FORMATS, fm.OTHER), pp[m])})
             row["kl"] = kl[m]
             rows.extend({"replica": m, "step": step, "epoch": epoch, "quantity": q, "value": v} for q, v in row.items())
         if progress:
             progress(step)
     return pd.DataFrame(rows), policy.take(range(R))
-
-
-# ---------------------------------------------------------------------- the analytic companion
-def format_optimum(p_ref: np.ndarray, accuracy: np.ndarray, beta: float, *, within_format: bool = True) -> np.ndarray:
-    """Format shares of the KL-regularised optimum pi* ∝ pi_ref exp(r / beta) (``korbak2022kl``).
-
-    ``p_ref`` [..., F] are the reference model's format shares and ``accuracy`` [..., F]
-    its accuracy within each format (reward 1 if correct); leading axes (e.g. prompts)
-    are kept, so the optimum can be taken per prompt and averaged after.
-
-    * ``within_format=False`` — the formats are arms with reward r_j = accuracy_j and
-      the policy only picks the arm: p*_j ∝ p_ref,j exp(r_j / beta) (the form the notes
-      quote; also the path of exponential weights, the natural-gradient flow, at "time"
-      1/beta).
-    * ``within_format=True`` — the optimum over whole sequences, which may also move mass
-      to the correct answers inside a format: summing pi_ref e^{r/beta} over the correct
-      (r=1) and wrong (r=0) sequences of format j gives
-      p*_j ∝ p_ref,j (1 - a_j + a_j e^{1/beta}).
-
-    Both come from :func:`vanishing_tails.core.rl.kl_regularised_optimum`.
-    Explained in :ref:`sec-formats-analytic`.
-    """
-    beta = check_beta(beta, allow_inf=True)
-    p_ref = np.asarray(p_ref, dtype=float)
-    a = np.clip(np.asarray(accuracy, dtype=float), 0.0, 1.0)
-    if not within_format:
-        return kl_regularised_optimum(p_ref, a, beta)
-    outcomes = np.concatenate([p_ref * a, p_ref * (1 - a)], axis=-1)  # (format, correct) then (format, wrong)
-    reward = np.concatenate([np.ones_like(a), np.zeros_like(a)], axis=-1)
-    p = kl_regularised_optimum(outcomes, reward, beta)
-    F_ = p_ref.shape[-1]
-    return p[..., :F_] + p[..., F_:]
-
-
-def bandit_pg(
-    p_ref: np.ndarray,
-    accuracy: np.ndarray,
-    beta: float,
-    *,
-    steps: int,
-    seed: int,
-    draws: int = 256,
-    lr: float = 0.05,
-) -> pd.DataFrame:
-    """The format choice alone as a bandit, trained with the chapter's RL loss.
-
-    The policy is softmax(theta) over formats, started at ``p_ref``; each step draws
-    ``draws`` formats, a Bernoulli(accuracy_j) reward for each, and takes one Adam step on
-    :func:`~vanishing_tails.core.rl.policy_gradient_loss` of the KL-shaped advantages
-    (learning rate ``lr``, decayed as 1/sqrt(t) so the iterate settles). Its fixed point is
-    ``format_optimum(p_ref, accuracy, beta, within_format=False)`` (tested). Returns the
-    share of each format per step (long form: ``step``, ``format``, ``share``).
-    Explained in :ref:`sec-formats-analytic`.
-    """
-    check_beta(beta)
-    p_ref = np.asarray(p_ref, dtype=float)
-    if p_ref.ndim != 1 or np.any(p_ref <= 0) or abs(p_ref.sum() - 1) > 1e-6:
-        raise ValueError(f"p_ref must be a positive probability vector, got {p_ref}")
-    acc = np.asarray(accuracy, dtype=float)
-    if acc.shape != p_ref.shape or np.any((acc < 0) | (acc > 1)):
-        raise ValueError(f"accuracy must be in [0, 1], one per arm; got {acc}")
-    gen = torch.Generator().manual_seed(seed)
-    log_ref = torch.log(torch.as_tensor(p_ref, dtype=torch.float64))
-    theta = log_ref.clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / np.sqrt(1.0 + t / 100.0))
-    acc_t = torch.as_tensor(acc, dtype=torch.float64)
-    shares = np.empty((steps + 1, len(p_ref)))
-    shares[0] = p_ref
-    for t in range(steps):
-        logp_all = torch.log_softmax(theta, 0)
-        arm = torch.multinomial(logp_all.exp().detach(), draws, replacement=True, generator=gen)
-        r = (torch.rand(draws, generator=gen, dtype=torch.float64) < acc_t[arm]).double()
-        logp = logp_all[arm].view(1, draws)
-        adv, _ = kl_shaped_advantages(logp, log_ref[arm].view(1, draws), r.view(1, draws), beta)
-        loss = policy_gradient_loss(logp, adv)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        shares[t + 1] = torch.softmax(theta.detach(), 0).numpy()
-    labels = np.array(fm.FORMATS if len(p_ref) == len(fm.FORMATS) else [str(i) for i in range(len(p_ref))])
-    return pd.DataFrame(
-        {
-            "step": np.repeat(np.arange(steps + 1), len(p_ref)),
-            "format": np.tile(labels, steps + 1),
-            "share": shares.ravel(),
-        }
-    )
 
 
 # ---------------------------------------------------------------------- the chapter's experiment

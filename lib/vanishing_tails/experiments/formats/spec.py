@@ -290,8 +290,16 @@ SPEC = ChapterSpec(
             "bandit_steps",
             "int",
             {"smoke": 800, "book": 1500, "full": 4000},
-            "steps of the format bandit that illustrates the KL optimum",
+            "steps of the format bandit that illustrates the optimisers' paths to the KL optimum",
             low=1,
+        ),
+        Param(
+            "bandit_chains",
+            "int",
+            {"smoke": 4, "book": 8, "full": 16},
+            "independent chains of the format bandit per optimiser (the replicates of its figure)",
+            low=2,
+            high=256,
         ),
         Param(
             "device",

@@ -10,7 +10,8 @@ The pieces, bottom to top:
 
 * **Judges** (:func:`judge_scores`, :func:`judge_rewards`). ``"correct"`` — the convergent
   judge: score ``s(y) = 1[y valid] - brevity * len(y)`` (prefers a program that returns
-  the asked value, or a line on topic; near-ties go to the shorter one). ``"distinct"`` —
+  the asked value, or a line on topic; with ``brevity`` = c > 0 near-ties go to the shorter
+  one, with c = 0, the chapter's main arm, every valid output ties). ``"distinct"`` —
   the distinctiveness judge: ``s(y)`` = mean surprisal ``-log q_ref(g)`` of the output's
   1- and 2-grams ``g`` under the reference model's expected n-gram distribution for that
   prompt (rare n-grams win). Rewards are the scores standardised under the reference
@@ -25,6 +26,10 @@ The pieces, bottom to top:
   is minimised by the KL-regularised optimum ``p* ∝ p_ref exp(r / beta)``
   (``rl.kl_regularised_optimum``; Korbak et al. 2022, ``korbak2022kl``). The output
   space is enumerable, so ``p*``'s entropy, pass rate and n-gram entropy are exact.
+* **The mixed reward** (:func:`mixed_reward`, :func:`critical_lambda`, :func:`phase_diagram`):
+  ``r_λ = (1 − λ) r_conv + λ r_dist`` and the exact weight λ*(β) at which the bigram entropy
+  of p*_{β,λ} stops falling and starts rising.
+* **The common tail measures** (:func:`trajectory`) along DPO training, for chapter 10.
 * **Measurements** (:func:`sample_metrics`, :func:`exact_metrics`) and the whole
   experiment (:func:`run_experiment`): several independently pretrained reference models
   (the unit of replication), each tuned once per (domain, judge) arm, returning tidy frames.
@@ -42,7 +47,7 @@ import torch
 from scipy import special
 from torch.nn import functional as F
 
-from vanishing_tails.core import lm, metrics
+from vanishing_tails.core import lm, metrics, tails
 from vanishing_tails.core.checks import check_beta
 from vanishing_tails.core.domains import DOMAINS, Domain, make_domain
 from vanishing_tails.core.rl import kl_regularised_optimum
@@ -51,7 +56,6 @@ from vanishing_tails.core.seeds import streams
 from .spec import JUDGES
 
 SEP = ":"
-BREVITY = 0.05  # per token: small, so that length only breaks near-ties of validity
 
 
 def check_judge(judge: str) -> str:
@@ -118,8 +122,23 @@ def gram_table(domain: Domain) -> GramTable:
     return _GRAM_CACHE[domain.name]
 
 
-def judge_scores(domain: Domain, judge: str, p_ref: np.ndarray, *, brevity: float = BREVITY) -> np.ndarray:
+def check_brevity(brevity: float) -> float:
+    """The convergent judge's cost per token ``c``: a finite number >= 0 (0: validity alone).
+
+    Explained in :ref:`sec-preference-setup`.
+    """
+    if isinstance(brevity, bool) or not (
+        isinstance(brevity, (int, float, np.integer, np.floating)) and np.isfinite(brevity) and brevity >= 0
+    ):
+        raise ValueError(f"parameter 'brevity' must be a finite number >= 0; got {brevity!r}")
+    return float(brevity)
+
+
+def judge_scores(domain: Domain, judge: str, p_ref: np.ndarray, *, brevity: float) -> np.ndarray:
     """Raw judge scores ``s[prompt, output]`` (see the module docstring).
+
+    ``brevity`` is the convergent judge's cost ``c`` per token (0: validity alone, every
+    valid output tied; the distinctiveness judge ignores it).
 
     ``p_ref`` ``[prompts, outputs]`` is the reference model's distribution; the
     distinctiveness judge measures rarity against it (Li et al. 2025 reward semantic
@@ -128,6 +147,7 @@ def judge_scores(domain: Domain, judge: str, p_ref: np.ndarray, *, brevity: floa
     Explained in :ref:`sec-preference-setup`.
     """
     check_judge(judge)
+    brevity = check_brevity(brevity)
     if judge == "correct":
         return domain.valid.astype(float) - brevity * domain.length[None, :]
     table = gram_table(domain)
@@ -136,13 +156,13 @@ def judge_scores(domain: Domain, judge: str, p_ref: np.ndarray, *, brevity: floa
     return (surprisal @ table.counts.T) / table.counts.sum(axis=1)[None, :]
 
 
-def judge_rewards(domain: Domain, judge: str, p_ref: np.ndarray, **kw) -> np.ndarray:
+def judge_rewards(domain: Domain, judge: str, p_ref: np.ndarray, *, brevity: float) -> np.ndarray:
     """Scores standardised under ``p_ref`` for each prompt: ``(s - E_ref s) / sd_ref s``.
 
     A constant score (standard deviation 0) gives a reward of 0 everywhere.
     Explained in :ref:`sec-preference-setup`.
     """
-    s = judge_scores(domain, judge, p_ref, **kw)
+    s = judge_scores(domain, judge, p_ref, brevity=brevity)
     mean = (p_ref * s).sum(-1, keepdims=True)
     sd = np.sqrt((p_ref * (s - mean) ** 2).sum(-1, keepdims=True))
     return (s - mean) / np.maximum(sd, 1e-12)
@@ -325,13 +345,16 @@ def train_dpo(
     seed: int,
     batch_size: int = 64,
     log_every: int = 0,
+    callback=None,
+    callback_every: int = 0,
 ) -> tuple[torch.nn.Module, pd.DataFrame]:
     """Tune a copy of ``reference`` with DPO on ``pairs``; the reference stays frozen.
 
     Minibatches of pairs are drawn with replacement by a ``torch.Generator`` seeded with
     ``seed``. Returns the policy and a log frame (``step, loss, reward_margin,
     accuracy``: the mean implicit-reward margin and how often it orders the pair as the
-    judge did).
+    judge did). ``callback(step, policy)``, if given, is called at step 0 (the reference
+    itself) and after every ``callback_every``-th step (and the last), in eval mode.
     Explained in :ref:`sec-preference-setup`.
     """
     check_beta(beta)
@@ -358,6 +381,14 @@ def train_dpo(
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     log = []
+
+    def call(step: int) -> None:
+        policy.eval()
+        callback(step, policy)
+        policy.train()
+
+    if callback is not None:
+        call(0)
     for step in range(1, steps + 1):
         idx = torch.randint(n, (batch_size,), generator=gen).to(device)
         both = torch.cat([idx, idx + n])
@@ -379,6 +410,8 @@ def train_dpo(
                     "accuracy": float((margin > 0).float().mean()),
                 }
             )
+        if callback is not None and ((callback_every and step % callback_every == 0) or step == steps):
+            call(step)
     policy.eval()
     return policy, pd.DataFrame(log)
 
@@ -660,6 +693,8 @@ def run_experiment(
     lr: float,
     n_samples: int,
     judge_scale: float,
+    brevity: float,
+    mix_lambdas,
     seed: int,
     arch: str,
     device: str,
@@ -676,7 +711,8 @@ def run_experiment(
     preference pairs, DPO minibatches and samples. Replicates share nothing random, so one
     value per replicate is an independent draw of the whole pipeline. The judge's
     standardised reward is multiplied by ``judge_scale`` (0: a judge that prefers nothing,
-    every label a coin flip, and p* = p_ref at every beta).
+    every label a coin flip, and p* = p_ref at every beta); ``brevity`` is the convergent
+    judge's cost per token.
 
     Every arm is trained at ``beta`` and measured exactly and from ``n_samples`` samples per
     prompt; the ``sweep_arms`` are also trained at each of ``sweep_betas`` and measured
@@ -688,6 +724,11 @@ def run_experiment(
       ``optimum`` is p*_beta itself;
     * ``theory`` — ``domain, judge, beta, replicate, prompt`` + exact metrics of p*_beta on a
       grid of betas; ``limits`` — the entropy limits of p* (:func:`optimum_limits`);
+    * ``mixed`` — for each domain and each λ of ``mix_lambdas``, DPO at ``beta`` on pairs
+      labelled by the :func:`mixed_reward` ``(1 − λ) r_conv + λ r_dist``: ``domain, lam, beta,
+      replicate, stage (before|after|optimum), prompt, metric, value`` (exact metrics);
+    * ``p_ref`` — ``{(replicate, domain): p_ref}``, each reference model's exact distribution
+      over the well-formed outputs (the theory of the mixed reward is computed from it);
     * ``training`` — the DPO logs; ``reference`` — one row per reference model;
     * ``top`` — the most probable outputs of the first prompt, before and after (replicate 0);
     * ``domains`` — the :class:`~vanishing_tails.core.domains.Domain`
@@ -700,6 +741,8 @@ def run_experiment(
     sweep = [check_beta(b, "sweep_betas") for b in sweep_betas]
     sweep_arms = check_arms(sweep_arms) if sweep_arms else []
     judge_scale = check_judge_scale(judge_scale)
+    brevity = check_brevity(brevity)
+    mix_lambdas = check_lambdas(mix_lambdas)
     arm_betas = {a: sorted({beta} | (set(sweep) if a in sweep_arms else set())) for a in arms}
     if int(n_references) != n_references or n_references < 1:
         raise ValueError(f"n_references must be an integer >= 1; got {n_references!r}")
@@ -709,7 +752,8 @@ def run_experiment(
     seeds = streams(seed)
     doms = {name: make_domain(name, n_prompts, valid_share) for name in DOMAINS}
     used = [d for d in DOMAINS if any(a[0] == d for a in arms)]  # fixed order: determinism
-    samples, exact, theory, limits, training, top, refs = [], [], [], [], [], [], []
+    samples, exact, theory, limits, training, top, refs, mixed = [], [], [], [], [], [], [], []
+    p_refs = {}
 
     def measure(model, vocab, dom, key):
         """Sample metrics of ``model`` from the named stream ``key`` alone."""
@@ -738,7 +782,7 @@ def run_experiment(
             **dict(model_sizes or {}),
         )
         ref_dist = {d: restrict(output_logprobs(ref, vocab, doms[d])) for d in used}
-        rewards = {(d, j): judge_scale * judge_rewards(doms[d], j, ref_dist[d][0]) for d, j in arms}
+        rewards = {(d, j): judge_scale * judge_rewards(doms[d], j, ref_dist[d][0], brevity=brevity) for d, j in arms}
 
         before = {d: measure(ref, vocab, doms[d], ("sample", rep, d)) for d in used}
         if rep == 0:
@@ -780,6 +824,27 @@ def run_experiment(
                     samples.append(measure(policy, vocab, dom, ("sample", rep, d, j)).assign(stage="after", **at))
                     if rep == 0:
                         top.append(top_outputs(dom, probs).assign(domain=d, judge=j, beta=b, stage="after"))
+        for d in used if mix_lambdas else []:
+            dom = doms[d]
+            p_ref, leak_ref = ref_dist[d]
+            r_conv, r_dist = (judge_scale * judge_rewards(dom, j, p_ref, brevity=brevity) for j in JUDGES)
+            for lam in mix_lambdas:
+                r = mixed_reward(r_conv, r_dist, lam)
+                at = dict(domain=d, lam=lam, beta=beta, replicate=rep)
+                pairs = preference_pairs(p_ref, r, n_pairs, rng=seeds.rng(("mix-pairs", rep, d, lam)))
+                policy, _ = train_dpo(
+                    ref, vocab, dom, pairs, beta=beta, steps=dpo_steps, lr=lr, seed=seeds["mix-dpo", rep, d, lam],
+                    batch_size=batch_size,
+                )  # fmt: skip
+                probs, leak = restrict(output_logprobs(policy, vocab, dom))
+                star = kl_regularised_optimum(p_ref, r, beta)
+                for stage, (q_, lk) in {
+                    "before": (p_ref, leak_ref),
+                    "after": (probs, leak),
+                    "optimum": (star, None),
+                }.items():
+                    mixed.append(exact_metrics(dom, q_, p_ref, r, lk).assign(stage=stage, **at))
+        p_refs.update({(rep, d): ref_dist[d][0] for d in used})
         refs.append(
             {
                 "replicate": rep,
@@ -803,5 +868,289 @@ def run_experiment(
         "training": pd.concat(training, ignore_index=True),
         "reference": pd.DataFrame(refs),
         "top": pd.concat(top, ignore_index=True),
+        "mixed": (
+            pd.concat(mixed, ignore_index=True).melt(
+                id_vars=["domain", "lam", "beta", "replicate", "stage", "prompt"], var_name="metric"
+            )
+            if mixed
+            else pd.DataFrame(columns=["domain", "lam", "beta", "replicate", "stage", "prompt", "metric", "value"])
+        ),
+        "p_ref": p_refs,
         "domains": doms,
     }
+
+
+# ------------------------------------------------------------ the common tail measures
+
+JUDGE_WORDS = {"correct": "convergent", "distinct": "distinctive"}
+
+
+def trajectory_arm(domain: str, judge: str, beta: float) -> str:
+    """The arm name of :func:`trajectory`: ``"<domain>: <convergent|distinctive> judge, β=<beta>"``.
+
+    Explained in :ref:`sec-preference-tails`.
+    """
+    return f"{domain}: {JUDGE_WORDS[check_judge(judge)]} judge, β={beta:g}"
+
+
+def tail_measures(
+    probs: np.ndarray,
+    leak: np.ndarray,
+    p_ref: np.ndarray,
+    leak_ref: np.ndarray,
+    rewards: np.ndarray,
+    *,
+    q: float,
+    n_support: int,
+) -> pd.DataFrame:
+    """The common tail measures (:data:`vanishing_tails.core.tails.COLUMNS`) of a model's exact
+    distributions, one row per leading index of ``probs`` ``[S, prompts, outputs]``, mean over prompts.
+
+    The outcome space is the domain's enumerated outputs plus one *malformed* outcome (the
+    leaked mass ``leak`` ``[S, prompts]``). The "real" distribution is the reference model
+    restricted to well-formed outputs, ``p_ref`` (its malformed mass is 0, so ``error_mass`` is
+    the mass on malformed outputs); the start is the reference model itself, malformed mass
+    ``leak_ref`` included (so ``kl_from_start`` is 0 for the reference). ``q_tail_mass`` is the
+    mass on the reference's least probable ``q`` (relative to its own), ``support`` the
+    expected distinct outputs in ``n_support`` draws relative to the reference's, and
+    ``quality`` the judge's mean standardised reward ``E_pi[r | well-formed]`` (0 for the
+    reference by construction).
+    Explained in :ref:`sec-preference-tails`.
+    """
+    probs = np.asarray(probs, dtype=float)
+    leak = np.asarray(leak, dtype=float)
+    rows = []
+    for p in range(probs.shape[1]):
+        full = np.concatenate([probs[:, p] * (1 - leak[:, p, None]), leak[:, p, None]], axis=-1)
+        reference = np.append(p_ref[p], 0.0)
+        start = np.append(p_ref[p] * (1 - leak_ref[p]), leak_ref[p])
+        quality = (probs[:, p] * rewards[p]).sum(-1)
+        rows.append(tails.categorical_measures(full, reference, start, q=q, n=n_support, quality=quality).to_numpy())
+    return pd.DataFrame(np.mean(rows, axis=0), columns=list(tails.COLUMNS))
+
+
+def trajectory(
+    *,
+    n_seeds: int,
+    n_prompts: int,
+    valid_share: float,
+    corpus_size: int,
+    pretrain_steps: int,
+    n_pairs: int,
+    dpo_steps: int,
+    dpo_lr: float,
+    betas,
+    brevity: float,
+    judge_scale: float,
+    eval_every: int,
+    q: float,
+    n_support: int,
+    arch: str,
+    device: str,
+    seed: int,
+) -> pd.DataFrame:
+    """The common tail measures along DPO training, for every arm, reference model and recorded step.
+
+    One row per (arm, replicate, step) with the columns ``experiment, arm, replicate, step,
+    mechanism`` and :data:`vanishing_tails.core.tails.COLUMNS` (:func:`tail_measures`: the
+    "real" distribution is the reference model restricted to well-formed outputs,
+    ``error_mass`` the mass on malformed outputs, ``quality`` the arm's judge reward in
+    reference standard deviations; means over prompts). A *replicate* is one independently
+    pretrained reference model (index ``0..n_seeds-1``); ``step`` is the DPO step (0 = the
+    reference itself, then every ``eval_every`` steps and the last). Arms
+    (:func:`trajectory_arm`): both domains x both judges (convergent: validity minus
+    ``brevity`` per token; distinctive: rare n-grams) x each KL strength in ``betas``, all
+    mechanism ``"tilt"`` (DPO moves toward the KL-regularised optimum p* ∝ p_ref e^{r/β}).
+    Null: ``dpo_lr = 0`` leaves every measure at its step-0 value. Everything random comes
+    from named streams of ``seed``.
+    Explained in :ref:`sec-preference-tails`.
+    """
+    betas = [check_beta(b, "betas") for b in betas]
+    if not betas:
+        raise ValueError("parameter 'betas' must list at least one KL strength")
+    if int(n_seeds) != n_seeds or n_seeds < 1:
+        raise ValueError(f"parameter 'n_seeds' must be an integer >= 1; got {n_seeds!r}")
+    if int(eval_every) != eval_every or eval_every < 1:
+        raise ValueError(f"parameter 'eval_every' must be an integer >= 1; got {eval_every!r}")
+    if not (np.isfinite(dpo_lr) and dpo_lr >= 0):
+        raise ValueError(f"parameter 'dpo_lr' must be a finite number >= 0; got {dpo_lr!r}")
+    judge_scale = check_judge_scale(judge_scale)
+    check_brevity(brevity)
+    seeds = streams(seed)
+    doms = {name: make_domain(name, n_prompts, valid_share) for name in DOMAINS}
+    frames = []
+    for rep in range(n_seeds):
+        ref, vocab, _ = pretrain_reference(
+            list(doms.values()),
+            corpus_size=corpus_size,
+            steps=pretrain_steps,
+            seed=seeds["trajectory", "reference", rep],
+            arch=arch,
+            device=device,
+        )
+        for d, dom in doms.items():
+            p_ref, leak_ref = restrict(output_logprobs(ref, vocab, dom))
+            for j in JUDGES:
+                r = judge_scale * judge_rewards(dom, j, p_ref, brevity=brevity)
+                pairs = preference_pairs(p_ref, r, n_pairs, rng=seeds.rng(("trajectory", "pairs", rep, d, j)))
+                for b in betas:
+                    steps, dists = [], []
+
+                    def record(step, policy, dom=dom, vocab=vocab, steps=steps, dists=dists):
+                        steps.append(step)
+                        dists.append(restrict(output_logprobs(policy, vocab, dom)))
+
+                    train_dpo(
+                        ref,
+                        vocab,
+                        dom,
+                        pairs,
+                        beta=b,
+                        steps=dpo_steps,
+                        lr=dpo_lr,
+                        seed=seeds["trajectory", "dpo", rep, d, j, b],
+                        callback=record,
+                        callback_every=eval_every,
+                    )
+                    probs = np.stack([x[0] for x in dists])
+                    leak = np.stack([x[1] for x in dists])
+                    m = tail_measures(probs, leak, p_ref, leak_ref, r, q=q, n_support=n_support)
+                    frames.append(
+                        m.assign(
+                            experiment="preference",
+                            arm=trajectory_arm(d, j, b),
+                            replicate=rep,
+                            step=steps,
+                            mechanism="tilt",
+                        )
+                    )
+    frame = pd.concat(frames, ignore_index=True)
+    frame["kl_from_start"] = frame["kl_from_start"].clip(lower=0.0)  # rounding below 0 at step 0
+    return frame[["experiment", "arm", "replicate", "step", "mechanism", *tails.COLUMNS]]
+
+
+# ------------------------------------------------------------------ the mixed reward
+
+
+def check_lambdas(lambdas, name: str = "mix_lambdas") -> list[float]:
+    """Mixing weights λ of :func:`mixed_reward`: each a finite number in [0, 1].
+
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    out = []
+    for lam in lambdas:
+        if isinstance(lam, bool) or not (isinstance(lam, (int, float, np.integer, np.floating)) and 0 <= lam <= 1):
+            raise ValueError(f"parameter {name!r} must hold numbers in [0, 1]; got {lam!r}")
+        out.append(float(lam))
+    return out
+
+
+def mixed_reward(r_conv: np.ndarray, r_dist: np.ndarray, lam) -> np.ndarray:
+    """``r_λ = (1 − λ) r_conv + λ r_dist``; ``lam`` a number or an array (broadcast over new leading axes).
+
+    Both rewards are standardised under the reference, so λ = 0 is the convergent judge,
+    λ = 1 the distinctiveness judge.
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    lam = np.asarray(lam, dtype=float)[(...,) + (None,) * np.ndim(r_conv)]
+    return (1 - lam) * r_conv + lam * r_dist
+
+
+def bigram_entropy(domain: Domain, probs: np.ndarray) -> np.ndarray:
+    """Exact entropy (nats) of the pooled expected bigram distribution of ``probs`` ``[..., outputs]``.
+
+    The population value of the sample bigram entropy (``exact_metrics``' ``bigram entropy (exact)``).
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    return special.entr(gram_table(domain).expected_distribution(probs, n=2)).sum(-1)
+
+
+def bigram_change(domain: Domain, p_ref: np.ndarray, reward: np.ndarray, betas) -> np.ndarray:
+    """``H₂(p*_β) − H₂(p_ref)``, mean over prompts, with ``p*_β ∝ p_ref e^{r/β}`` exact.
+
+    ``reward`` is ``[..., prompts, outputs]`` (e.g. a stack over λ); ``betas`` a sequence.
+    Returns ``[len(betas), ...]``.
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    h0 = bigram_entropy(domain, p_ref).mean(-1)
+    return np.stack(
+        [bigram_entropy(domain, kl_regularised_optimum(p_ref, reward, check_beta(b, "betas"))).mean(-1) - h0
+         for b in betas]
+    )  # fmt: skip
+
+
+def bigram_entropy_slope(domain: Domain, p_ref: np.ndarray, reward: np.ndarray) -> float:
+    """``d/dε H₂(p_ref e^{εr}/Z)`` at ε = 0 (= 1/β → 0), in closed form, mean over prompts.
+
+    With ``m = p C`` the expected bigram counts (``C`` the output-by-bigram count table),
+    ``q = m / Σm`` and ``dp = p_ref (r − E_ref r)``: ``dH₂ = −Σ_g log q_g (dm_g − q_g dM) / M``.
+    The first-order change is linear in ``r``, so for the mixed reward it is
+    ``(1 − λ) a + λ b`` with ``a``, ``b`` the two judges' slopes, and as β → ∞ the critical
+    weight tends to ``λ*_∞ = a / (a − b)`` (:func:`critical_lambda`).
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    table = gram_table(domain)
+    counts = table.counts[:, table.order == 2]
+    dp = p_ref * (reward - (p_ref * reward).sum(-1, keepdims=True))
+    m, dm = p_ref @ counts, dp @ counts
+    M, dM = m.sum(-1, keepdims=True), dm.sum(-1, keepdims=True)
+    q = m / M
+    logq = np.log(np.where(q > 0, q, 1.0))
+    return float((-(logq * (dm - q * dM)).sum(-1) / M[:, 0]).mean())
+
+
+def critical_lambdas(
+    domain: Domain, p_ref: np.ndarray, r_conv: np.ndarray, r_dist: np.ndarray, beta: float, *, grid: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every λ in [0, 1] at which ``Δ(λ) = H₂(p*_{β,λ}) − H₂(p_ref)`` changes sign, and the direction.
+
+    ``p*_{β,λ} ∝ p_ref e^{r_λ/β}`` with ``r_λ`` the :func:`mixed_reward`; Δ is the prompt mean
+    (:func:`bigram_change`), computed exactly. Sign changes are bracketed on a grid of
+    ``grid`` values of λ and each root refined by Brent's method to 1e-12. Returns
+    ``(roots, up)``, ``up`` True where Δ turns from ≤ 0 to > 0 as λ grows.
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    from scipy.optimize import brentq
+
+    if int(grid) != grid or grid < 2:
+        raise ValueError(f"grid must be an integer >= 2; got {grid!r}")
+    lams = np.linspace(0, 1, int(grid))
+    delta = bigram_change(domain, p_ref, mixed_reward(r_conv, r_dist, lams), [beta])[0]
+
+    def f(lam: float) -> float:
+        return float(bigram_change(domain, p_ref, mixed_reward(r_conv, r_dist, lam), [beta])[0])
+
+    pos = delta > 0
+    roots, up = [], []
+    for k in np.flatnonzero(pos[:-1] != pos[1:]):
+        lo, hi = lams[k], lams[k + 1]
+        roots.append(lo if delta[k] == 0 else float(brentq(f, lo, hi, xtol=1e-12, rtol=1e-12)))
+        up.append(bool(pos[k + 1]))
+    return np.array(roots, dtype=float), np.array(up, dtype=bool)
+
+
+def critical_lambda(
+    domain: Domain, p_ref: np.ndarray, r_conv: np.ndarray, r_dist: np.ndarray, beta: float, *, grid: int
+) -> float:
+    """λ*(β): the smallest λ at which the exact bigram-entropy change of p*_{β,λ} turns from ≤ 0 to > 0.
+
+    The first upward root of :func:`critical_lambdas`; NaN when there is none (for small β
+    even the distinctiveness judge's optimum narrows, and no mixture widens). As β → ∞,
+    λ* → ``a / (a − b)`` with ``a``, ``b`` the judges' :func:`bigram_entropy_slope`.
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    roots, up = critical_lambdas(domain, p_ref, r_conv, r_dist, beta, grid=grid)
+    return float(roots[up][0]) if up.any() else float("nan")
+
+
+def phase_diagram(
+    domain: Domain, p_ref: np.ndarray, r_conv: np.ndarray, r_dist: np.ndarray, betas, lambdas
+) -> pd.DataFrame:
+    """Exact ``Δ H₂ = H₂(p*_{β,λ}) − H₂(p_ref)`` (prompt mean) on a (β, λ) grid: columns ``beta, lam, delta``.
+
+    Explained in :ref:`sec-preference-mixed`.
+    """
+    lambdas = check_lambdas(lambdas, "lambdas")
+    delta = bigram_change(domain, p_ref, mixed_reward(r_conv, r_dist, lambdas), betas)  # [B, L]
+    b, lam = np.meshgrid(np.asarray(betas, dtype=float), lambdas, indexing="ij")
+    return pd.DataFrame({"beta": b.ravel(), "lam": lam.ravel(), "delta": delta.ravel()})

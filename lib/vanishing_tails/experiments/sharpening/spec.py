@@ -122,6 +122,53 @@ SPEC = ChapterSpec(
             high=1000000,
         ),
         Param(
+            "teacher_overlap",
+            "float",
+            0.5,
+            "learnable-answer variant: the correct answer is argmax_a <phi_x W*, e_a> for a teacher "
+            "W* = rho W0 + sqrt(1 - rho^2) W1; rho is its overlap with the base feature map",
+            low=0.0,
+            high=1.0,
+        ),
+        Param(
+            "variant_seeds",
+            "int",
+            {"smoke": 4, "book": 12, "full": 64},
+            "independent tasks of the learnable-answer variant (its own replicates)",
+            low=2,
+        ),
+        Param(
+            "sweep_seeds",
+            "int",
+            {"smoke": 2, "book": 4, "full": 16},
+            "independent tasks of the coefficient sweeps (each task trained at every coefficient)",
+            low=2,
+        ),
+        Param(
+            "sweep_ucb_c",
+            "float_list",
+            {"smoke": [0.3, 3.0], "book": [0.1, 0.3, 1.0, 3.0], "full": [0.1, 0.3, 1.0, 3.0, 10.0]},
+            "ucb_c values of the sweep",
+            low=0.0,
+            high=100.0,
+        ),
+        Param(
+            "sweep_batch_c",
+            "float_list",
+            {"smoke": [1.0, 10.0], "book": [0.3, 1.0, 3.0, 10.0], "full": [0.1, 0.3, 1.0, 3.0, 10.0]},
+            "batch_c values of the sweep",
+            low=0.0,
+            high=100.0,
+        ),
+        Param(
+            "sweep_entropy_beta",
+            "float_list",
+            {"smoke": [0.1, 1.0], "book": [0.03, 0.1, 0.3, 1.0], "full": [0.01, 0.03, 0.1, 0.3, 1.0]},
+            "entropy_beta values of the sweep",
+            low=0.0,
+            high=100.0,
+        ),
+        Param(
             "device",
             "str",
             {"smoke": "cpu", "book": "cpu", "full": "auto"},
@@ -284,6 +331,92 @@ SPEC = ChapterSpec(
             _DISTINCT,
             _SEEDS,
             source="finding",
+        ),
+        # --- issue 18: channels, a learnable answer, coefficient sweeps (declared before any run) ---
+        ClaimSpec(
+            "scale-channel-carries-most",
+            "Most of the transfer is the one global move: freezing the inverse temperature removes "
+            "more than half of outcome-only RL's entropy loss on held-out unsolved-kind problems",
+            "per seed: 1 - (entropy loss, scale frozen) / (entropy loss, outcome only) on held-out "
+            "unsolved-kind problems, minus 1/2",
+            "direction",
+            0.05,
+            "stated minimal effect: 5 percentage points of a share (the chapter's rule for probabilities)",
+            _SEEDS,
+            expected="fails",
+        ),
+        ClaimSpec(
+            "shared-weights-carry-transfer",
+            "Finding: with the inverse temperature frozen, the other shared parameters (W, e, b) still lower "
+            "the answer entropy of held-out unsolved-kind problems",
+            "per seed: mean answer entropy over held-out unsolved-kind problems, base minus final, scale-frozen arm",
+            "direction",
+            0.1,
+            _NATS,
+            _SEEDS,
+            source="finding",
+        ),
+        ClaimSpec(
+            "arbitrary-transfer-hurts",
+            "When the correct answer of unsolved problems is arbitrary (the chapter's task), outcome-only "
+            "RL lowers held-out unsolved-kind pass@{k_max}",
+            "per seed: mean exact pass@k at the largest k over held-out unsolved-kind problems, base minus final",
+            "direction",
+            0.05,
+            _PROB,
+            _SEEDS,
+        ),
+        ClaimSpec(
+            "learnable-transfer-helps",
+            "When the correct answer is a learnable function of the features (teacher overlap "
+            "{teacher_overlap:g}), outcome-only RL raises held-out unsolved-kind pass@1",
+            "per variant seed: mean pass@1 over held-out unsolved-kind problems, final minus base",
+            "direction",
+            0.05,
+            _PROB,
+            _SEEDS,
+        ),
+        ClaimSpec(
+            "learnable-ucb-transfer-helps",
+            "When the correct answer is learnable, historical (UCB) exploration raises held-out unsolved-kind pass@1",
+            "per variant seed: mean pass@1 over held-out unsolved-kind problems, final minus base",
+            "direction",
+            0.05,
+            _PROB,
+            _SEEDS,
+        ),
+        ClaimSpec(
+            "batch-front-beats-entropy",
+            "Pareto fronts, advantage normalisation on: among coefficients that keep solved pass@1 "
+            "within 0.05 of outcome-only RL, the best batch penalty keeps more held-out pass@{k_max} "
+            "than the best entropy bonus",
+            "per sweep seed: max over admissible batch_c of held-out pass@k (exact, largest k) minus "
+            "the same over admissible entropy_beta (c = 0, outcome only, is admissible for both)",
+            "direction",
+            0.05,
+            _PROB,
+            _SEEDS,
+        ),
+        ClaimSpec(
+            "batch-front-beats-entropy-unnormalised",
+            "Pareto fronts, advantage normalisation off (mean baseline only): the best admissible batch "
+            "penalty keeps more held-out pass@{k_max} than the best admissible entropy bonus",
+            "as batch-front-beats-entropy, with normalize = false",
+            "direction",
+            0.05,
+            _PROB,
+            _SEEDS,
+        ),
+        ClaimSpec(
+            "entropy-bonus-weak-unnormalised",
+            "The entropy-bonus-weak finding without the normalisation confound: with normalize = false, "
+            "batch exploration (c = {batch_c:g}) ends with more held-out distinct answers than the "
+            "entropy bonus (β = {entropy_beta:g})",
+            "per sweep seed: final held-out expected distinct answers, batch minus entropy bonus, normalize = false",
+            "direction",
+            1.0,
+            _DISTINCT,
+            _SEEDS,
         ),
     ),
     null={"lr": 0.0},
