@@ -1,4 +1,4 @@
-"""Lint the chapters' code cells with ruff, as ``make test`` does for ``lib/``.
+"""Lint the code cells of the chapters (and of the intro) with ruff, as ``make test`` does for ``lib/``.
 
 ``python -m vanishing_tails.book.lint [--fix] [chapters/*.md]`` checks every code cell of
 the jupytext MyST chapters: ``ruff check`` on the whole chapter as one script (ignoring
@@ -37,7 +37,8 @@ def lint_chapter(path: Path, *, fix: bool = False, root: Path | None = None) -> 
     """Problems found in one chapter (empty when clean); with ``fix``, reformat its cells."""
     import jupytext
 
-    root = root or path.resolve().parents[1]
+    # the project's ruff settings live in the nearest pyproject.toml above the page (chapters/ or intro.md)
+    root = root or next((d for d in path.resolve().parents if (d / "pyproject.toml").is_file()), Path.cwd())
     nb = jupytext.read(path)
     problems: list[str] = []
     changed = False
@@ -72,12 +73,15 @@ def lint_chapter(path: Path, *, fix: bool = False, root: Path | None = None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vanishing_tails.book.lint", description=__doc__.split("\n")[0])
-    parser.add_argument("chapters", nargs="*", help="chapter sources (default: chapters/*.md)")
+    parser.add_argument("chapters", nargs="*", help="pages with code (default: intro.md and chapters/*.md)")
     parser.add_argument("--fix", action="store_true", help="reformat the cells in place")
     args = parser.parse_args(argv)
-    paths = [Path(p) for p in args.chapters] or sorted(Path("chapters").glob("*.md"))
+    paths = [Path(p) for p in args.chapters] or [
+        *(p for p in [Path("intro.md")] if p.is_file()),
+        *sorted(Path("chapters").glob("*.md")),
+    ]
     problems = [p for path in paths for p in lint_chapter(path, fix=args.fix)]
-    print("\n".join(problems) if problems else f"{len(paths)} chapters clean")
+    print("\n".join(problems) if problems else f"{len(paths)} pages clean")
     return 1 if problems else 0
 
 

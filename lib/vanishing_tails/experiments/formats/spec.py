@@ -224,7 +224,7 @@ SPEC = ChapterSpec(
         Param(
             "pretrain_steps",
             "int",
-            {"smoke": 600, "book": 600, "full": 6000},
+            {"smoke": 400, "book": 600, "full": 6000},
             "pretraining steps (both sizes see the same data)",
             low=1,
         ),
@@ -246,11 +246,11 @@ SPEC = ChapterSpec(
             low=0.0,
             high=100.0,
         ),
-        Param("rl_steps", "int", {"smoke": 60, "book": 120, "full": 200}, "RL steps per run", low=2),
+        Param("rl_steps", "int", {"smoke": 40, "book": 120, "full": 200}, "RL steps per run", low=2),
         Param(
             "n_rl",
             "int",
-            {"smoke": 720, "book": 720, "full": 3200},
+            {"smoke": 480, "book": 720, "full": 3200},
             "RL problems (held out from pretraining); one pass = n_rl / batch_problems steps",
             low=2,
         ),

@@ -28,7 +28,7 @@ def centred_halving_time(n: np.ndarray) -> np.ndarray:
     t = log σ*² / (ψ((n − 1)/2) − log(n/2)), with σ* from :func:`half_tail_sd` and the exact
     drift of E[log σ_t²] under MLE refitting (:func:`vanishing_tails.core.collapse.expected_log_variance`).
 
-    The drift is −2/n + O(1/n²), so t ≈ n·|log σ*²|/2: linear in n. It ignores the mean's
+    The drift is −2/n + O(1/n²), so t ≈ −n·log(σ*²)/2: linear in n. It ignores the mean's
     random walk (which puts mass beyond ±3 on one side) and the spread of the chains; in
     the diffusion limit both also act on the time scale t/n (each generation's log-variance
     step has mean ≈ −2/n and variance ≈ 2/n, the mean's step variance σ²/n), so *any*
