@@ -89,7 +89,7 @@ def sweep_figure(rows: list[dict[str, Any]], stem: str):
     n = max(len(summary), 1)
     fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * n + 1.6), sharey=False)
     sns.barplot(data=summary, y="claim", x="holds", hue="expected", dodge=False, ax=axes[0],
-                palette={"holds": "C2", "fails": "C3"})  # fmt: skip
+                palette={"holds": "C2", "fails": "C3", "inconclusive": "C7"})  # fmt: skip
     axes[0].set(xlim=(0, 1), xlabel="share of seeds where the claim holds", ylabel="", title=stem)
     if len(frame):
         frame["margin"] = frame.apply(
