@@ -65,6 +65,10 @@ def lineplot_ci(
     ax = ax if ax is not None else plt.gca()
     if seed is None:
         seed = _content_seed(data, x, y)
+    if isinstance(errorbar, tuple) and errorbar[0] == "ci" and estimator in ("mean", "median"):
+        # seaborn's own bootstrap loops in Python over the n_boot resamples of every
+        # (x, hue) group; the same percentile bootstrap, drawn as one array per group.
+        errorbar = _bootstrap_interval(estimator, float(errorbar[1]), n_boot, np.random.default_rng(seed))
     return sns.lineplot(
         data=data,
         x=x,
@@ -78,6 +82,26 @@ def lineplot_ci(
         seed=seed,
         **kwargs,
     )
+
+
+def _bootstrap_interval(estimator: str, level: float, n_boot: int, rng: np.random.Generator):
+    """seaborn's ``("ci", level)`` band as a callable: the percentile interval of ``n_boot``
+    resampled estimates (mean or median; NaN-aware as seaborn is), drawn in one array.
+
+    seaborn calls it once per group, in a fixed order, so one generator gives identical
+    bands for identical data.
+    """
+    edge = (100.0 - level) / 2.0
+
+    def interval(values) -> tuple[float, float]:
+        a = np.asarray(values, dtype=float)
+        nan = np.isnan(a).any()
+        f = {"mean": np.nanmean if nan else np.mean, "median": np.nanmedian if nan else np.median}[estimator]
+        boots = f(a[rng.integers(0, a.size, size=(n_boot, a.size))], axis=1)
+        lo, hi = np.nanpercentile(boots, [edge, 100.0 - edge])
+        return float(lo), float(hi)
+
+    return interval
 
 
 def _content_seed(data: pd.DataFrame, x: str, y: str) -> int:
