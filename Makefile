@@ -51,7 +51,7 @@ linkcheck: book
 # The notebooks the Binder and Colab buttons open (repository.path_to_book in _config.yml):
 # every page with code as .ipynb whose first cell installs the library where it is missing.
 notebooks: $(STAMP)
-	$(PY) -c "from vanishing_tails.book.build import write_launch_notebooks as w; print(*w(), sep='\n')"
+	$(PY) -c "import sys; from vanishing_tails.book.build import notebooks_command as c; sys.exit(c())"
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done

@@ -353,6 +353,7 @@ def test_every_launchable_notebook_starts_with_a_working_install_cell(tmp_path, 
 
     from vanishing_tails.book.build import INSTALL_TAG, launch_settings, write_launch_notebooks
 
+    monkeypatch.setenv("VANISHING_TAILS_REPOSITORY", "https://github.com/example/vanishing-tails")
     written = write_launch_notebooks(tmp_path, root)
     assert {p.relative_to(tmp_path).as_posix() for p in written} >= {"intro.ipynb"} | {
         f"chapters/{s.stem}.ipynb" for s in all_specs()
@@ -378,6 +379,30 @@ def test_every_launchable_notebook_starts_with_a_working_install_cell(tmp_path, 
     assert calls[0] == ["git", "clone", "--depth", "1", "--branch", settings["branch"], settings["url"], checkout]
     assert calls[1] == [sys.executable, "-m", "pip", "install", "--quiet", "-e", checkout]
     assert sys.path[0] == os.path.join(checkout, "lib") and os.environ["VANISHING_TAILS_ROOT"] == checkout
+
+
+def test_the_repository_address_is_resolved_and_a_placeholder_shows_no_buttons(tmp_path, monkeypatch, root):
+    import shutil
+    import subprocess as sp
+
+    from vanishing_tails.book import build
+
+    shutil.copy2(root / "_config.yml", tmp_path / "_config.yml")
+    monkeypatch.delenv(build.REPOSITORY_ENV, raising=False)
+    sp.run(["git", "init", "-q", str(tmp_path)], check=True)
+    # No address anywhere: the placeholder, no launch buttons, and no launchable notebooks.
+    assert build.launch_settings(tmp_path)["url"] == build.PLACEHOLDER
+    assert "launch_buttons" not in build.staged_config(tmp_path)
+    assert build.staged_config(tmp_path)["execute"]["execute_notebooks"] == "off"
+    with pytest.raises(ValueError, match="placeholder"):
+        build.write_launch_notebooks(tmp_path / "nb", tmp_path)
+    # A clone's origin is the address (ssh form made browsable); the environment wins over it.
+    sp.run(["git", "-C", str(tmp_path), "remote", "add", "origin", "git@github.com:someone/vt.git"], check=True)
+    assert build.launch_settings(tmp_path)["url"] == "https://github.com/someone/vt"
+    config = build.staged_config(tmp_path)
+    assert config["repository"]["url"] == "https://github.com/someone/vt" and config["launch_buttons"]
+    monkeypatch.setenv(build.REPOSITORY_ENV, "https://example.org/book")
+    assert build.launch_settings(tmp_path)["url"] == "https://example.org/book"
 
 
 # ----------------------------------------------------------------------------- progress

@@ -155,9 +155,7 @@ def stage(results: list[dict[str, Any]], runs: Path, scale: str, stage_dir: Path
     if stage_dir.exists():
         shutil.rmtree(stage_dir)
     (stage_dir / "chapters").mkdir(parents=True)
-    config = yaml.safe_load((root / "_config.yml").read_text())
-    config.setdefault("execute", {})["execute_notebooks"] = "off"  # executed by the runner already
-    (stage_dir / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (stage_dir / "_config.yml").write_text(yaml.safe_dump(staged_config(root), sort_keys=False))
     for name in COPIED:
         shutil.copy2(root / name, stage_dir / name)
     for name in PAGES:
@@ -243,15 +241,53 @@ LAUNCH_DIR = "notebooks"  # _config.yml: repository.path_to_book; `make notebook
 INSTALL_TAG = "colab-install"
 
 
+PLACEHOLDER = "https://github.com/OWNER/vanishing-tails"  # _config.yml until the address is decided
+REPOSITORY_ENV = "VANISHING_TAILS_REPOSITORY"
+
+
+def _remote_url(root: Path) -> str | None:
+    """The checkout's ``origin`` as a browsable https address (``git@github.com:o/r.git``
+    -> ``https://github.com/o/r``), or None where there is no git or no origin."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.startswith("git@") and ":" in out:
+        host, path = out[4:].split(":", 1)
+        out = f"https://{host}/{path}"
+    out = out.removesuffix(".git").rstrip("/")
+    return out if out.startswith("https://") else None
+
+
 def launch_settings(root: Path | None = None) -> dict[str, str]:
-    """The repository the launch buttons and the install cell point at: ``_config.yml``'s
-    ``repository`` (``url``, ``branch``, ``path_to_book``), the one place it is set."""
-    config = yaml.safe_load(((root or io.repo_root()) / "_config.yml").read_text())
+    """The repository the launch buttons and the install cell point at (``url``, ``branch``,
+    ``path_to_book``). The address is, first found: ``$VANISHING_TAILS_REPOSITORY``,
+    ``_config.yml``'s ``repository.url`` unless it is the placeholder, the checkout's git
+    ``origin``; else the placeholder (then the book shows no launch buttons)."""
+    root = root or io.repo_root()
+    config = yaml.safe_load((root / "_config.yml").read_text())
     repo = config.get("repository") or {}
-    if not repo.get("url"):
-        raise ValueError("_config.yml: repository.url is not set (the launch buttons and the install cell need it)")
-    return {"url": str(repo["url"]).rstrip("/"), "branch": str(repo.get("branch") or "main"),
+    configured = str(repo.get("url") or "").rstrip("/")
+    url = os.environ.get(REPOSITORY_ENV) or (configured if configured not in ("", PLACEHOLDER) else None)
+    url = url or _remote_url(root) or configured or PLACEHOLDER
+    return {"url": url.rstrip("/"), "branch": str(repo.get("branch") or "main"),
             "path_to_book": str(repo.get("path_to_book") or "")}  # fmt: skip
+
+
+def staged_config(root: Path | None = None) -> dict[str, Any]:
+    """``_config.yml`` as the staged build reads it: execution off (the runner executed
+    every chapter), the repository address resolved by :func:`launch_settings`, and no
+    launch buttons while that address is still the placeholder (a button must not lead to
+    a page that does not exist)."""
+    root = root or io.repo_root()
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    url = launch_settings(root)["url"]
+    config.setdefault("repository", {})["url"] = url
+    if url == PLACEHOLDER:
+        config.pop("launch_buttons", None)
+    return config
 
 
 def install_cell_source(url: str, branch: str) -> str:
@@ -299,7 +335,12 @@ def write_launch_notebooks(out: Path | None = None, root: Path | None = None) ->
     import nbformat
 
     root = root or io.repo_root()
-    out = Path(out) if out else root / (launch_settings(root)["path_to_book"] or LAUNCH_DIR)
+    settings = launch_settings(root)
+    if settings["url"] == PLACEHOLDER:
+        raise ValueError(f"the repository address is still the placeholder {PLACEHOLDER}: set repository.url in "
+                         f"_config.yml, or ${REPOSITORY_ENV}, or a git remote 'origin' (the notebooks' "
+                         "install cell clones it)")  # fmt: skip
+    out = Path(out) if out else root / (settings["path_to_book"] or LAUNCH_DIR)
     pages = [root / name for name in PAGES] + [root / "chapters" / f"{s.stem}.md" for s in all_specs()]
     written = []
     for src in pages:
@@ -309,3 +350,15 @@ def write_launch_notebooks(out: Path | None = None, root: Path | None = None) ->
         io.atomic_write(path, nbformat.writes(launch_notebook(src, root)))
         written.append(path)
     return written
+
+
+def notebooks_command() -> int:
+    """``make notebooks``: write the launchable notebooks and list them; a one-line error and
+    exit status 2 while the repository address is the placeholder."""
+    try:
+        written = write_launch_notebooks()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(*written, sep="\n")
+    return 0
