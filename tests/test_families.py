@@ -29,7 +29,7 @@ from vanishing_tails.experiments.families.fitting import seeded_fit
 from vanishing_tails.experiments.families.spec import CLAIM_FAMILY, FAMILIES, SPEC, check_family, spec_for
 
 FRESH = 9173
-MODULES = ["fitting", "mixture", "vae", "charlm", "tale_of_tails", "spec"]
+MODULES = ["fitting", "members", "mixture", "vae", "charlm", "tale_of_tails", "spec"]
 
 
 # ----------------------------------------------------------------------------- one source for every default
@@ -544,3 +544,92 @@ def test_adam_matches_torch_adam_exactly():
 
     ours, theirs = run(lambda p: Adam(p, lr=1e-2)), run(lambda p: torch.optim.Adam(p, lr=1e-2))
     assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+
+
+# ----------------------------------------------------------------------------- VAE and LM trajectories
+VAE_TINY = dict(n=200, generations=3, n_seeds=2, steps=100, hidden=32, latent=4, batch_size=64, n_measure=200,
+                class_decay=0.7, real_fractions=[0.25, 0.5], real_fraction=0.0, q=0.1)  # fmt: skip
+LM_TINY = dict(n=128, generations=2, n_seeds=2, steps=30, d_hidden=32, batch_size=32, n_measure=100, max_chars=24,
+               temperature=0.7, real_fractions=[0.25, 0.5], real_fraction=0.0, q=0.1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def vae_traj():
+    return vae.trajectory(**VAE_TINY, seed=FRESH)
+
+
+@pytest.fixture(scope="module")
+def lm_traj():
+    return charlm.trajectory(**LM_TINY, seed=FRESH)
+
+
+def _check_common_columns(traj, arms, n_seeds, steps):
+    from vanishing_tails.core import tails
+
+    assert list(traj.columns) == ["experiment", "arm", "replicate", "step", "mechanism", *tails.COLUMNS]
+    assert set(traj.arm) == set(arms) and set(traj.experiment) == {"families"}
+    assert set(traj.mechanism) <= set(tails.MECHANISMS)
+    assert set(traj.replicate) == set(range(n_seeds)) and set(traj.step) == set(range(steps + 1))
+    assert len(traj) == len(arms) * n_seeds * (steps + 1)
+    assert traj[list(tails.COLUMNS)].notna().all().all() and np.isfinite(traj.quality).all()
+    assert (traj.support >= 0).all() and (traj.q_tail_mass >= 0).all() and (traj.kl_from_start >= 0).all()
+    assert traj.error_mass.between(0, 1).all() and traj.mode_share.between(0, 1).all()
+    assert np.allclose(traj[traj.step == 0].kl_from_start, 0)
+
+
+def test_vae_trajectory_has_the_common_columns_with_sane_ranges(vae_traj):
+    _check_common_columns(vae_traj, {"replace", "accumulate", "mix 0.25", "mix 0.5"}, 2, 3)
+    assert set(vae_traj.mechanism) == {"error"}
+    first = vae_traj[vae_traj.step == 0]
+    assert first.groupby("replicate")[["q_tail_mass", "error_mass", "quality"]].nunique().eq(1).all().all()
+
+
+def test_vae_trajectory_is_reproducible(vae_traj):
+    pd.testing.assert_frame_equal(vae.trajectory(**VAE_TINY, seed=FRESH), vae_traj)
+
+
+def test_lm_trajectory_has_the_common_columns_with_sane_ranges(lm_traj):
+    _check_common_columns(lm_traj, {"T = 1", "T = 0.7", "mix 0.25", "mix 0.5"}, 2, 2)
+    mech = lm_traj.groupby("arm").mechanism.first()
+    assert mech["T = 0.7"] == "tilt" and mech["T = 1"] == mech["mix 0.5"] == "error"
+    first = lm_traj[lm_traj.step == 0]
+    assert first.groupby("replicate").quality.nunique().eq(1).all()  # one generation-0 model per chain
+
+
+def test_lm_trajectory_is_reproducible(lm_traj):
+    pd.testing.assert_frame_equal(charlm.trajectory(**LM_TINY, seed=FRESH), lm_traj)
+
+
+def _moves(traj, arm, col):
+    """Mean over replicates of |last step − step 0| of one column in one arm."""
+    wide = traj[traj.arm == arm].pivot_table(index="replicate", columns="step", values=col)
+    return float((wide.iloc[:, -1] - wide.iloc[:, 0]).abs().mean())
+
+
+def test_vae_trajectory_does_not_move_under_the_null(vae_traj):
+    """Fresh real images every generation (real_fraction = 1): each generation is a new fit to the
+    real law, so nothing compounds and the quality stays where it started, while under replace it
+    falls; with no generation at all (generations = 0) nothing moves by construction."""
+    null = vae.trajectory(**{**VAE_TINY, "real_fraction": 1.0}, seed=FRESH)
+    assert _moves(null, "replace", "quality") < _moves(vae_traj, "replace", "quality")
+    assert _moves(null, "replace", "quality") < 0.1 * abs(vae_traj[vae_traj.step == 0].quality.mean())
+    none = vae.trajectory(**{**VAE_TINY, "generations": 0}, seed=FRESH)
+    assert none.step.unique().tolist() == [0] and np.allclose(none.kl_from_start, 0)
+
+
+def test_lm_trajectory_does_not_move_under_the_null(lm_traj):
+    null = charlm.trajectory(**{**LM_TINY, "real_fraction": 1.0}, seed=FRESH)
+    assert _moves(null, "T = 1", "quality") < _moves(lm_traj, "T = 1", "quality")
+    assert _moves(null, "T = 1", "quality") < 0.05  # nats per character
+    none = charlm.trajectory(**{**LM_TINY, "generations": 0}, seed=FRESH)
+    assert none.step.unique().tolist() == [0] and np.allclose(none.kl_from_start, 0)
+
+
+def test_members_refuse_bad_regimes_and_fractions():
+    from vanishing_tails.experiments.families.members import recursive_members
+
+    kw = dict(real_sample=None, groups=[0], n=10, generations=1, seed=0)
+    with pytest.raises(ValueError, match="regime must be one of"):
+        recursive_members(None, None, None, regimes=["swap"], real_fractions=[0.0], **kw)
+    with pytest.raises(ValueError, match="real_fraction must lie"):
+        recursive_members(None, None, None, regimes=["mix"], real_fractions=[1.5], **kw)

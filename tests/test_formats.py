@@ -13,7 +13,7 @@ import torch
 
 from vanishing_tails.core import lm, rl, tails
 from vanishing_tails.core.rl import kl_regularised_optimum
-from vanishing_tails.experiments.formats import analytic, echo, vocab
+from vanishing_tails.experiments.formats import analytic, echo, flip, vocab
 from vanishing_tails.experiments.formats import task as fm
 from vanishing_tails.experiments.formats import trajectory as trajectory_module
 from vanishing_tails.experiments.formats.spec import SPEC
@@ -595,7 +595,7 @@ def test_zero_learning_rate_leaves_the_policy_at_the_reference(tiny_refs):
 
 # ---------------------------------------------------------------------- one source for every default
 def _public_callables():
-    for mod in (echo, analytic, fm, vocab, trajectory_module):
+    for mod in (echo, analytic, fm, vocab, trajectory_module, flip):
         for name, obj in vars(mod).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
                 continue
@@ -691,3 +691,61 @@ def test_trajectory_null_leaves_the_tail_measures_in_place():
     moved = null.groupby(["arm", "replicate"])[["support", "q_tail_mass", "error_mass", "mode_share"]].agg(np.ptp)
     assert (moved.to_numpy() == 0).all()
     assert (null.kl_from_start == 0).all()
+
+
+# ---------------------------------------------------------------------- the winner-flip sweep
+FLIP_TINY = dict(
+    n_pretrain=2, seed=5, pretrain_batch=16, n_corpus=500, n_rl=24, n_eval=16, eval_samples=8, batch_problems=4,
+    group_size=4, rl_lr=3e-3,
+)  # fmt: skip
+
+
+def test_steps_mixture_keeps_code_and_refuses_a_share_that_leaves_bare_negative():
+    np.testing.assert_allclose(flip.steps_mixture([0.4, 0.4, 0.2], 0.7), [0.1, 0.7, 0.2])
+    np.testing.assert_allclose(flip.steps_mixture([0.4, 0.4, 0.2], 0.4), [0.4, 0.4, 0.2])
+    with pytest.raises(ValueError, match="flip_steps_shares"):
+        flip.steps_mixture([0.4, 0.4, 0.2], 0.9)
+    with pytest.raises(ValueError, match="flip_steps_shares"):
+        SPEC.resolve(scale="smoke", flip_steps_shares=[0.9])
+    with pytest.raises(ValueError, match="flip_n_rl"):
+        SPEC.resolve(scale="smoke", flip_n_rl=40)  # a pass of 3 steps: too short to average the last five
+
+
+@pytest.fixture(scope="module")
+def flip_sweep():
+    mixes = [flip.steps_mixture([0.4, 0.4, 0.2], x) for x in (0.4, 0.7)]
+    return flip.winner_flip(SMALL_TASK, mixes, [10, 30], TINY, 0.02, **FLIP_TINY, cache_dir=False)
+
+
+def test_winner_flip_has_one_row_per_model_and_cell(flip_sweep):
+    df = flip_sweep
+    assert len(df) == 2 * 2 * 2
+    assert sorted(set(zip(df.pretrain_steps, df.steps_share, df.pretrain))) == sorted(
+        (b, x, j) for b in (10, 30) for x in (0.4, 0.7) for j in range(2)
+    )
+    shares = df[[f"share_{f}" for f in fm.FORMATS]].to_numpy()
+    assert ((shares >= 0) & (shares <= 1)).all() and (shares.sum(1) <= 1 + 1e-9).all()
+    np.testing.assert_array_equal(df.winner, np.array(fm.FORMATS)[shares.argmax(1)])
+    np.testing.assert_allclose(df.winner_share, shares.max(1))
+    assert set(df.most_accurate) <= set(fm.FORMATS)
+
+
+def test_winner_flip_repeats_the_chapter_experiment_and_ignores_the_rest_of_the_grid(flip_sweep):
+    """A cell is the chapter's experiment at that budget and mixture (same streams): its
+    accuracy before RL and its first-pass shares are those of echo.experiment, and they do
+    not depend on which other cells share the stacks."""
+    mix = flip.steps_mixture([0.4, 0.4, 0.2], 0.7)
+    alone = flip.winner_flip(SMALL_TASK, [mix], [30], TINY, 0.02, **FLIP_TINY, cache_dir=False)
+    cell = flip_sweep[(flip_sweep.pretrain_steps == 30) & (flip_sweep.steps_share == 0.7)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone.drop(columns="mixture"), cell.drop(columns="mixture"))
+    spp = FLIP_TINY["n_rl"] // FLIP_TINY["batch_problems"]
+    res = echo.experiment(
+        SMALL_TASK, mix, [TINY], [0.02], n_seeds=1, pretrain_steps=30, rl_steps=spp, cache_dir=False,
+        **{k: v for k, v in FLIP_TINY.items() if k != "seed"}, seed=FLIP_TINY["seed"],
+    )  # fmt: skip
+    w = echo.wide(res["steps"], ["pretrain", "step"])
+    late = w[w.step >= spp - flip.LAST].groupby("pretrain")[[f"p_{f}" for f in fm.FORMATS]].mean()
+    np.testing.assert_allclose(cell[[f"share_{f}" for f in fm.FORMATS]].to_numpy(), late.to_numpy())
+    ev = echo.wide(res["evals"], ["pretrain", "when"])
+    acc = ev[ev.when == "before"].sort_values("pretrain")[[f"acc_{f}" for f in fm.FORMATS]].to_numpy()
+    np.testing.assert_allclose(cell[[f"acc_{f}" for f in fm.FORMATS]].to_numpy(), acc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 
@@ -14,6 +15,7 @@ from vanishing_tails.core import domains as D
 from vanishing_tails.core import lm, metrics
 from vanishing_tails.core.checks import check_beta
 from vanishing_tails.core.rl import kl_regularised_optimum
+from vanishing_tails.experiments.preference import stacked as pfs
 from vanishing_tails.experiments.preference import tuning as pf
 from vanishing_tails.experiments.preference.spec import ARCHS, JUDGES, SPEC
 
@@ -631,3 +633,82 @@ def test_run_experiment_tunes_the_mixed_reward_and_returns_the_references():
         assert p.shape == (TINY["n_prompts"], D.make_domain(d, TINY["n_prompts"], 0.5).n_outputs)
     with pytest.raises(ValueError, match="mix_lambdas"):
         pf.run_experiment(seed=0, **{**TINY, "mix_lambdas": [2.0]})
+
+
+# ------------------------------------------------------------ stacked training (speed)
+
+
+def _small_refs(n):
+    doms = [D.make_domain(name, 2, 0.5) for name in D.DOMAINS]
+    return doms, [pf.reference_start(doms, corpus_size=300, seed=s, arch="gru", device="cpu") for s in range(n)]
+
+
+def test_stacked_gru_computes_what_each_model_computes():
+    _, starts = _small_refs(3)
+    models = [s[0] for s in starts]
+    stack = pfs.StackedGRU.from_models(models)
+    tokens = torch.stack([s[2][:7] for s in starts])
+    mask = torch.ones_like(tokens, dtype=torch.bool)
+    lp = pfs.stacked_sequence_logprob(stack, tokens, mask)
+    for c, m in enumerate(models):
+        np.testing.assert_allclose(lp[c].detach(), lm.sequence_logprob(m, tokens[c]).detach(), atol=1e-4)
+        for a, b in zip(stack.model(c).parameters(), m.parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    sub = stack.select([2, 0, 2])
+    torch.testing.assert_close(pfs.stacked_sequence_logprob(sub, tokens[[2, 0, 2]], mask), lp[[2, 0, 2]])
+
+
+def test_stacked_pretraining_and_dpo_match_one_model_at_a_time():
+    """The stack trains each model as lm.train_lm / train_dpo would alone (its own batches, clip, Adam)."""
+    doms, starts = _small_refs(2)
+    stack, last = pfs.pretrain_stacked(
+        [copy.deepcopy(s[0]) for s in starts], [s[2] for s in starts], steps=8, batch_size=16, lr=1e-2,
+        seeds=[s[3] for s in starts],
+    )  # fmt: skip
+    vocab = starts[0][1]
+    alone = []
+    for c, (model, _, tokens, seed) in enumerate(starts):
+        log = lm.train_lm(model, tokens, steps=8, batch_size=16, lr=1e-2, seed=seed)
+        assert last[c] == pytest.approx(log["loss"].iloc[-1], abs=1e-4)
+        alone.append(model)
+    d = doms[0]
+    tok, mask = pf.space_tokens(vocab, d)
+    lp = pfs.stacked_logprobs(stack, tok, mask, chunk=100).numpy()
+    for c, model in enumerate(alone):
+        np.testing.assert_allclose(lp[c].reshape(d.n_prompts, -1), pf.output_logprobs(model, vocab, d), atol=1e-4)
+    # DPO: two runs of reference 1 at two betas, and one of reference 0
+    p_ref, _ = pf.restrict(lp[1].reshape(d.n_prompts, -1))
+    pairs = pf.preference_pairs(
+        p_ref, pf.judge_rewards(d, "correct", p_ref, brevity=0.0), 32, rng=np.random.default_rng(0)
+    )
+    rows = {k: pairs["prompt"].to_numpy() * d.n_outputs + pairs[k].to_numpy() for k in ("chosen", "rejected")}
+    runs = [(1, 1.0, 11), (1, 0.25, 12), (0, 1.0, 13)]
+    policy = stack.select([r for r, _, _ in runs])
+    logs = pfs.dpo_stacked(
+        policy, tok, mask, torch.from_numpy(lp[[r for r, _, _ in runs]]), [rows["chosen"]] * 3, [rows["rejected"]] * 3,
+        betas=[b for _, b, _ in runs], steps=6, lr=3e-3, seeds=[s for _, _, s in runs], batch_size=8, log_every=0,
+    )  # fmt: skip
+    after = pfs.stacked_logprobs(policy, tok, mask, chunk=100).numpy()
+    for c, (r, b, s) in enumerate(runs):
+        pol, log = pf.train_dpo(alone[r], vocab, d, pairs, beta=b, steps=6, lr=3e-3, seed=s, batch_size=8)
+        np.testing.assert_allclose(after[c].reshape(d.n_prompts, -1), pf.output_logprobs(pol, vocab, d), atol=1e-3)
+        assert logs[c]["loss"].iloc[-1] == pytest.approx(log["loss"].iloc[-1], abs=1e-4)
+
+
+def test_run_experiment_stacked_equals_one_model_at_a_time():
+    kw = {**TINY, "n_references": 2, "mix_lambdas": [0.5]}
+    a = pf.run_experiment(seed=7, **kw)
+    b = pf.run_experiment(seed=7, stack_models=False, **kw)
+    for key in ("exact", "mixed", "samples"):
+        assert a[key].drop(columns="value").equals(b[key].drop(columns="value"))
+    np.testing.assert_allclose(a["exact"]["value"], b["exact"]["value"], atol=1e-3)
+    np.testing.assert_allclose(a["mixed"]["value"], b["mixed"]["value"], atol=1e-3)
+
+
+def test_win_weights_equal_the_pairwise_sum():
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(50), size=3)
+    r = rng.normal(size=(3, 50))
+    r[1] = np.round(r[1])  # ties share a row
+    want = np.stack([(1 / (1 + np.exp(-(x[:, None] - x[None, :])))) @ q for q, x in zip(p, r)])
+    np.testing.assert_allclose(pf.win_weights(p, r), want, atol=1e-12)

@@ -199,6 +199,30 @@ def test_trajectory_has_the_common_columns_with_sane_ranges():
     assert traj.quality.between(0, 1).all()
 
 
+def test_trajectory_starts_at_kl_zero_and_moves_from_there():
+    """Step 0 is the start (the contract): KL 0 there exactly, in every arm and replicate; the
+    self-trained loop then moves away from it."""
+    traj = loop.trajectory(**_loop_kw(n_seeds=3, generations=2, n_test=50), seed=FRESH + 3)
+    assert (traj[traj.step == 0].kl_from_start == 0).all()
+    assert (traj[(traj.step > 0) & (traj.arm == "self-trained")].kl_from_start > 0).all()
+
+
+def test_kl_from_start_is_the_kl_of_the_smoothed_laws():
+    """Against the closed form on fresh draws: zero on the start, KL of the ε-mixtures elsewhere,
+    finite where the plain KL is infinite, never above it where that is finite."""
+    rng = np.random.default_rng(FRESH + 4)
+    p, s = rng.dirichlet(np.ones(6), size=4), rng.dirichlet(np.ones(6), size=4)
+    eps = 1e-3
+    pt, st = (1 - eps) * p + eps / 6, (1 - eps) * s + eps / 6
+    np.testing.assert_allclose(loop.kl_from_start(p, s, smoothing=eps), (pt * np.log(pt / st)).sum(1), rtol=1e-12)
+    assert (loop.kl_from_start(p, p, smoothing=eps) == 0).all()
+    assert (loop.kl_from_start(p, s, smoothing=eps) <= (p * np.log(p / s)).sum(1) + 1e-12).all()
+    s[:, 0] = 0.0
+    assert np.isfinite(loop.kl_from_start(p, s / s.sum(1, keepdims=True), smoothing=eps)).all()
+    with pytest.raises(ValueError, match="smoothing"):
+        loop.kl_from_start(p, s, smoothing=0.0)
+
+
 def test_self_training_loses_segments_and_the_filter_keeps_right_labels():
     L = loop.run_loop(**_loop_kw(), seed=FRESH + 1)
     selft = L[L.arm == "self-trained"].groupby("step")

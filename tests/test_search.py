@@ -173,6 +173,29 @@ def test_adam_matches_torch_adam():
     assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_one_stack_and_one_adam_in_core():
+    """Chapters 4 and 6 share core's Stack; chapters 2, 3 and 6 share core's Adam, which follows
+    torch.optim.Adam bit for bit on a stacked parameter (fresh seed)."""
+    from vanishing_tails.core import lm, optim
+    from vanishing_tails.experiments.families import fitting
+    from vanishing_tails.experiments.formats import echo
+
+    assert ag.Stack is lm.Stack is echo.Stack
+    assert ag.Adam is optim.Adam is fitting.Adam
+    gen = torch.Generator().manual_seed(9311)
+    a = torch.randn(4, 3, 5, generator=gen).requires_grad_(True)
+    b = a.detach().clone().requires_grad_(True)
+    ref, ours = torch.optim.Adam([a], lr=0.03), optim.Adam([b], lr=0.03)
+    for _ in range(30):
+        g = torch.randn(4, 3, 5, generator=gen)
+        a.grad, b.grad = g.clone(), g.clone()
+        ref.step()
+        ours.step()
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="lr"):
+        optim.Adam([b], lr=-1.0)
+
+
 def test_rollout_replays_and_does_not_depend_on_the_other_replicas(world):
     stack = ag.build_stack(len(world.layout.vocab), [11, 12], d_model=8, n_layers=1, n_heads=2)
     wi = torch.tensor([0, 1])

@@ -57,6 +57,8 @@ SYNTHESIS = "vanishing_tails.experiments.synthesis"
 SYNTHESIS_MAY_IMPORT = {
     "vanishing_tails.experiments.tails.trajectory",
     "vanishing_tails.experiments.families.mixture",
+    "vanishing_tails.experiments.families.vae",
+    "vanishing_tails.experiments.families.charlm",
     "vanishing_tails.experiments.sharpening.policies",
     "vanishing_tails.experiments.formats.trajectory",
     "vanishing_tails.experiments.preference.tuning",

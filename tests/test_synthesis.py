@@ -23,9 +23,8 @@ MODULES = (collect, analysis)
 def test_every_entry_fills_its_interface_exactly(name):
     """Each entry's presets, replicates, q and seed are exactly the interface's arguments."""
     entry = ENTRIES[name]
-    assert {"chapter", "module", "replicates", "kwargs", "null", "baselines", "interventions", "real_data"} <= set(
-        entry
-    )
+    keys = {"chapter", "module", "replicates", "kwargs", "scales", "null", "baselines", "interventions", "real_data"}
+    assert keys <= set(entry)
     params = inspect.signature(collect.trajectory_function(name)).parameters
     required = {k for k, p in params.items() if p.default is inspect.Parameter.empty} - {"seed"}
     for scale in ("smoke", "book", "full"):
@@ -34,6 +33,16 @@ def test_every_entry_fills_its_interface_exactly(name):
     assert set(entry["null"]) <= set(params)
     for arm, base, label in entry["interventions"]:
         assert base in entry["baselines"] and arm != base and label
+
+
+@pytest.mark.parametrize("name", list(ENTRIES))
+def test_every_size_is_written_once(name):
+    """A size the same at every scale lives in ``kwargs``; a scale's override only where it differs."""
+    entry = ENTRIES[name]
+    assert set(entry["scales"]) == {"smoke", "book"}
+    smoke, book = entry["scales"]["smoke"], entry["scales"]["book"]
+    assert not (set(smoke) | set(book)) & set(entry["kwargs"]), "a scale repeats a common size"
+    assert not [k for k in set(smoke) & set(book) if smoke[k] == book[k]], "both scales repeat a size"
 
 
 def test_replicates_follow_n_seeds_and_null_overrides_apply():

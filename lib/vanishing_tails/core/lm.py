@@ -14,7 +14,8 @@ Shared utilities: :class:`Vocab` (characters or words to ids, with PAD/BOS/EOS),
 cross-entropy on padded sequences, optionally weighted per sequence),
 :func:`sample` (batched ancestral sampling with ``temperature``),
 :func:`sequence_logprob` (log pi(y | x) summed over a masked span: the quantity
-GRPO, DPO and KL penalties need) and :func:`perplexity`.
+GRPO, DPO and KL penalties need), :func:`perplexity`, and :class:`Stack` (M TinyTransformers
+of one size run as one batched model: chapters 4 and 6).
 
 Everything takes an explicit ``seed`` or ``torch.Generator`` and a ``device``
 (default CPU); on CPU, identical arguments give identical numbers.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -400,3 +402,234 @@ def perplexity(
     if per_sequence:
         return torch.exp(s / n).numpy()
     return float(math.exp(s.sum() / n.sum()))
+
+
+# ---------------------------------------------------------------------- a stack of transformers
+_STACK_GLOBAL = {"embed": "embed.weight", "pos": "pos.weight", "norm_w": "norm.weight", "norm_b": "norm.bias",
+                 "head_w": "head.weight", "head_b": "head.bias"}  # fmt: skip
+_STACK_LAYER = {"norm1_w": "norm1.weight", "norm1_b": "norm1.bias", "qkv_w": "self_attn.in_proj_weight",
+                "qkv_b": "self_attn.in_proj_bias", "out_w": "self_attn.out_proj.weight",
+                "out_b": "self_attn.out_proj.bias", "norm2_w": "norm2.weight", "norm2_b": "norm2.bias",
+                "ff1_w": "linear1.weight", "ff1_b": "linear1.bias", "ff2_w": "linear2.weight",
+                "ff2_b": "linear2.bias"}  # fmt: skip
+
+
+def _stack_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-replica ``x @ w.T + b``: x ``[M, N, i]``, w ``[M, o, i]``, b ``[M, o]``."""
+    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+
+def _stack_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:]), w.unsqueeze(1))
+
+
+def _causal(T: int, S: int, device) -> torch.Tensor:
+    """Boolean attention mask ``[T, S]`` for ``T`` new positions after ``S - T`` visible ones."""
+    return torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)
+
+
+def _repeat_rows(t: torch.Tensor, M: int, group: int) -> torch.Tensor:
+    """``[M*B, ...]`` -> ``[M*B*group, ...]``, each row repeated ``group`` times in place."""
+    return t.view(M, -1, *t.shape[1:]).repeat_interleave(group, dim=1).flatten(0, 1)
+
+
+@dataclass(frozen=True)
+class StackSize:
+    """The two numbers a :class:`Stack` needs besides its weights: ``n_layers`` and ``n_heads``
+    (any object with these attributes will do, e.g. chapter 4's ``ModelSize``).
+
+    Explained in :ref:`sec-search-agent`.
+    """
+
+    n_layers: int
+    n_heads: int
+
+
+class Stack:
+    """``M`` :class:`TinyTransformer` models of one size as stacked weights ``{name: [M, ...]}``, run as one.
+
+    The arithmetic is that of :class:`TinyTransformer` (pre-norm layers, exact GELU, learned
+    positions), per replica: a batch has a leading replica axis, ``[M, B, T]``, and replica
+    ``m`` computes x ← x + Attn(LN1(x)), x ← x + W2 GELU(W1 LN2(x)), logits = head(LN(x))
+    with its own weights only (every matrix product is a batched ``baddbmm`` over replicas),
+    so a replica's numbers do not depend on which others share the stack. Optimisers that
+    are elementwise (Adam) keep per-replica moments. ``size`` is any object with
+    ``n_layers`` and ``n_heads`` (:class:`StackSize`, chapter 4's ``ModelSize``).
+    :meth:`model` and :meth:`state_dict` convert one replica back to a TinyTransformer (the
+    tests check both compute the same logits). Explained in :ref:`sec-search-agent` and
+    :ref:`sec-formats-pretraining`.
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], size):
+        self.params = params
+        self.size = size
+
+    @classmethod
+    def from_state_dicts(cls, states: Sequence[dict[str, torch.Tensor]], size, device="cpu") -> Stack:
+        """Stack TinyTransformer state dicts (all of ``size``)."""
+        dev = resolve_device(device)
+
+        def st(key: str) -> torch.Tensor:
+            return torch.stack([s[key].detach() for s in states]).to(dev).clone()
+
+        params = {k: st(v) for k, v in _STACK_GLOBAL.items()}
+        for i in range(size.n_layers):
+            params.update({f"{i}.{k}": st(f"blocks.layers.{i}.{v}") for k, v in _STACK_LAYER.items()})
+        return cls(params, size)
+
+    @classmethod
+    def from_models(cls, models: Sequence[TinyTransformer], device="cpu") -> Stack:
+        """Stack TinyTransformers of one size (weights copied)."""
+        first = models[0]
+        size = StackSize(len(first.blocks.layers), first.blocks.layers[0].self_attn.num_heads)
+        return cls.from_state_dicts([m.state_dict() for m in models], size, device)
+
+    def __len__(self) -> int:
+        return self.params["embed"].shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.params["embed"].device
+
+    def parameters(self) -> list[torch.Tensor]:
+        return list(self.params.values())
+
+    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        """Replica ``i``'s weights as a TinyTransformer state dict (detached, on the CPU)."""
+        out = {v: self.params[k][i].detach().cpu().clone() for k, v in _STACK_GLOBAL.items()}
+        for j in range(self.size.n_layers):
+            out.update(
+                {
+                    f"blocks.layers.{j}.{v}": self.params[f"{j}.{k}"][i].detach().cpu().clone()
+                    for k, v in _STACK_LAYER.items()
+                }
+            )
+        return out
+
+    def model(self, i: int) -> TinyTransformer:
+        """Replica ``i`` as a TinyTransformer (eval mode)."""
+        V, d = self.params["embed"].shape[1:]
+        max_len = self.params["pos"].shape[1]
+        m = TinyTransformer(V, d_model=d, n_layers=self.size.n_layers, n_heads=self.size.n_heads, max_len=max_len)
+        m.load_state_dict(self.state_dict(i))
+        return m.eval()
+
+    def take(self, index: Sequence[int] | torch.Tensor, *, trainable: bool = False) -> Stack:
+        """A new stack of the replicas ``index`` (repeats allowed), with copied weights;
+        ``trainable=True`` makes them leaves that require gradients."""
+        index = index if isinstance(index, torch.Tensor) else list(index)
+        idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
+        params = {k: v.detach().index_select(0, idx).clone().requires_grad_(trainable) for k, v in self.params.items()}
+        return Stack(params, self.size)
+
+    # -- the forward pass
+    def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
+        """Token plus position embeddings of ``tokens`` ``[M, B, T]`` at positions
+        ``start, ..., start + T - 1``, as ``[M, B*T, d]``."""
+        M, B, T = tokens.shape
+        if start + T > self.params["pos"].shape[1]:
+            raise ValueError(f"sequence length {start + T} exceeds max_len {self.params['pos'].shape[1]}")
+        V, d = self.params["embed"].shape[1:]
+        offset = (torch.arange(M, device=tokens.device) * V).view(M, 1, 1)
+        x = F.embedding(tokens + offset, self.params["embed"].reshape(M * V, d))
+        return (x + self.params["pos"][:, start : start + T].unsqueeze(1)).reshape(M, B * T, d)
+
+    def _layer(self, i: int, x: torch.Tensor, B: int, T: int, attend) -> torch.Tensor:
+        """Layer ``i`` on ``x`` ``[M, B*T, d]``; ``attend(q, k, v)`` (each ``[M*B, H, T, dh]``)
+        does the attention and may extend k and v with cached or shared positions."""
+        M, _, d = x.shape
+        H = self.size.n_heads
+        p = {k: self.params[f"{i}.{k}"] for k in _STACK_LAYER}
+        qkv = _stack_linear(_stack_norm(x, p["norm1_w"], p["norm1_b"]), p["qkv_w"], p["qkv_b"])
+        q, k, v = qkv.view(M * B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)
+        att = attend(q, k, v)
+        x = x + _stack_linear(att.transpose(1, 2).reshape(M, B * T, d), p["out_w"], p["out_b"])
+        h = F.gelu(_stack_linear(_stack_norm(x, p["norm2_w"], p["norm2_b"]), p["ff1_w"], p["ff1_b"]))
+        return x + _stack_linear(h, p["ff2_w"], p["ff2_b"])
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.params
+        return _stack_linear(_stack_norm(x, p["norm_w"], p["norm_b"]), p["head_w"], p["head_b"])
+
+    def _prefix(self, prefix: torch.Tensor):
+        """Run ``prefix`` ``[M, B, P]``: (last hidden state ``[M, B, d]``, per layer (k, v))."""
+        M, B, P = prefix.shape
+        x = self._embed(prefix.to(self.device), 0)
+        mask = _causal(P, P, x.device)
+        kv = []
+
+        def attend(q, k, v):
+            kv.append((k, v))
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+        for i in range(self.size.n_layers):
+            x = self._layer(i, x, B, P, attend)
+        return x.view(M, B, P, -1)[:, :, -1], kv
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``[M, B, T, V]`` for tokens ``[M, B, T]`` (causal)."""
+        M, B, T = tokens.shape
+        x = self._embed(tokens.to(self.device), 0)
+        mask = _causal(T, T, x.device)
+        for i in range(self.size.n_layers):
+            x = self._layer(i, x, B, T, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+        return self._head(x).view(M, B, T, -1)
+
+    def completion_logits(self, prompts: torch.Tensor, completions: torch.Tensor, group: int) -> torch.Tensor:
+        """Logits ``[M, B*group, L, V]`` of each completion token given the prompt and the
+        completion so far, for ``prompts`` ``[M, B, P]`` and ``completions``
+        ``[M, B*group, L]`` (``group`` completions per prompt, contiguous).
+
+        Equal to :meth:`logits` on the concatenated sequences, but each prompt is run once
+        for its whole group (its keys and values are shared), which saves the prompt's
+        share of the compute.
+        """
+        M, B, P = prompts.shape
+        L = completions.shape[-1]
+        last, kv = self._prefix(prompts)
+        first = self._head(last).repeat_interleave(group, dim=1).unsqueeze(2)  # predicts token 0
+        if L == 1:
+            return first
+        x = self._embed(completions[..., :-1].to(self.device), P)
+        mask = _causal(L - 1, P + L - 1, x.device)
+        for i in range(self.size.n_layers):
+            kp, vp = (_repeat_rows(t, M, group) for t in kv[i])
+
+            def attend(q, k, v, kp=kp, vp=vp):
+                return F.scaled_dot_product_attention(q, torch.cat([kp, k], 2), torch.cat([vp, v], 2), attn_mask=mask)
+
+            x = self._layer(i, x, B * group, L - 1, attend)
+        rest = self._head(x).view(M, B * group, L - 1, -1)
+        return torch.cat([first, rest], dim=2)
+
+    def init_state(self, prefix: torch.Tensor, group: int = 1, room: int = 0):
+        """Run the prefix ``[M, B, P]``; return (next-token logits ``[M, B*group, V]``, state).
+        Each prefix row is repeated ``group`` times (contiguously) after its keys and values
+        are computed once; the state's caches have space for ``room`` more positions."""
+        M, B, P = prefix.shape
+        last, kv = self._prefix(prefix)
+        caches = []
+        for k, v in kv:
+            buf = k.new_empty(2, M * B * group, k.shape[1], P + room, k.shape[3])
+            buf[0, :, :, :P] = _repeat_rows(k, M, group)
+            buf[1, :, :, :P] = _repeat_rows(v, M, group)
+            caches.append(buf)
+        return self._head(last).repeat_interleave(group, dim=1), (caches, P)
+
+    def step(self, token: torch.Tensor, state):
+        """One new token ``[M, B]`` per row; returns (next-token logits ``[M, B, V]``, state)."""
+        caches, pos = state
+        M, B = token.shape
+        if pos >= caches[0].shape[3]:
+            raise ValueError(f"the state has room for {caches[0].shape[3]} positions; init_state(room=...) more")
+        x = self._embed(token.to(self.device)[:, :, None], pos)
+        for i in range(self.size.n_layers):
+            buf = caches[i]
+
+            def attend(q, k, v, buf=buf):
+                buf[0, :, :, pos : pos + 1] = k
+                buf[1, :, :, pos : pos + 1] = v
+                return F.scaled_dot_product_attention(q, buf[0, :, :, : pos + 1], buf[1, :, :, : pos + 1])
+
+            x = self._layer(i, x, B, 1, attend)
+        return self._head(x), (caches, pos + 1)

@@ -343,20 +343,26 @@ def sample_chains(
     max_new_tokens: int,
     *,
     generator: torch.Generator,
-    temperature: float,
+    temperature,
     bos_id: int = 1,
     eos_id: int = 2,
     pad_id: int = 0,
 ) -> torch.Tensor:
-    """``n`` lines from every chain, ``[C, n, 1 + max_new_tokens]``: BOS, then x_t ~ softmax(logits / T).
+    """``n`` lines from every chain, ``[C, n, 1 + max_new_tokens]``: BOS, then x_t ~ softmax(logits / T)
+    (``temperature`` a float, or one per chain).
 
     After a row emits EOS the rest of the row is PAD. Each token is drawn by inverting the
     CDF at a uniform variate; draws happen on the CPU (the ``generator``'s device), so
     results do not depend on the model's device.
     Explained in :ref:`sec-families-charlm`.
     """
-    collapse._check_temperature(temperature)
     C = model.chains
+    if isinstance(temperature, (int, float)):
+        collapse._check_temperature(temperature)
+    else:  # one temperature per chain
+        for T in temperature:
+            collapse._check_temperature(float(T))
+        temperature = torch.as_tensor(temperature, dtype=torch.float32).view(C, 1, 1).to(model.w_ih.device)
     device = model.w_ih.device
     token = torch.full((C, n), bos_id, dtype=torch.long, device=device)
     out = [token.cpu()]
@@ -498,3 +504,178 @@ def charlm_chains(
         seed=seed,
     )
     return frame, extras
+
+
+# ----------------------------------------------------------------------------- the common trajectory
+@lru_cache(maxsize=4)
+def word_law(max_chars: int = MAX_CHARS) -> np.ndarray:
+    """The real word law: each word type's share of the training text's word tokens, by rank
+    (index i = the word of rank i in :attr:`Corpus.word_rank`).
+
+    Explained in :ref:`sec-families-charlm`.
+    """
+    c = corpus(max_chars)
+    ranks = [c.word_rank[w] for w in WORD.findall("\n".join(c.train).lower())]
+    counts = np.bincount(np.asarray(ranks, dtype=np.int64), minlength=len(c.word_rank)).astype(float)
+    return counts / counts.sum()
+
+
+def take_chains(model: GRUChains, idx: np.ndarray) -> GRUChains:
+    """A :class:`GRUChains` holding copies of the chains ``idx`` of ``model`` (in that order).
+
+    Explained in :ref:`sec-families-charlm`.
+    """
+    idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+    out = GRUChains(len(idx), model.vocab_size, model.embed_weight.shape[-1], model.d_hidden,
+                    generator=torch.Generator().manual_seed(0))  # fmt: skip
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.copy_(getattr(model, name)[idx.to(p.device)])
+    return out.to(model.w_ih.device).eval()
+
+
+@torch.no_grad()
+def chain_logprob(
+    model: GRUChains, tokens: torch.Tensor, temperature: torch.Tensor, pad_id: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probability of each row of ``tokens`` ``[C, N, T]`` under chain c's sampler at its
+    temperature, Σ_t log softmax(logits_t / T_c)[x_t] over the tokens after BOS (PAD excluded),
+    and the number of those tokens: two ``[C, N]`` arrays.
+
+    Explained in :ref:`sec-families-charlm`.
+    """
+    tokens = tokens.to(device=model.w_ih.device, dtype=torch.long)
+    logits = model(tokens[..., :-1]) / temperature.view(-1, 1, 1, 1).to(model.w_ih.device)
+    target = tokens[..., 1:]
+    lp = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1) * (target != pad_id)
+    return lp.sum(-1).double().cpu().numpy(), (target != pad_id).sum(-1).double().cpu().numpy()
+
+
+def trajectory(
+    *,
+    n: int,
+    generations: int,
+    n_seeds: int,
+    steps: int,
+    d_hidden: int,
+    batch_size: int,
+    n_measure: int,
+    max_chars: int,
+    temperature: float,
+    real_fractions: list[float],
+    real_fraction: float,
+    q: float,
+    seed: int,
+) -> pd.DataFrame:
+    """The book's common tail measures of the character LM retrained on its own text, per arm,
+    chain (``replicate``) and generation (``step``). All arms' chains are members of one batched
+    :class:`GRUChains` (:func:`.members.recursive_members`), one training per generation.
+
+    The corpus is the chapter's, restricted to lines of at most ``max_chars`` characters
+    (:func:`corpus`; shorter lines train and sample faster). Outcome space: the word types of
+    the real training text (:func:`word_law`) plus one
+    *non-word* outcome (every generated token that is no word of the corpus). Per generation,
+    on ``n_measure`` lines sampled at the arm's temperature: ``support`` = expected distinct
+    outcomes in 100 draws from the generated words' shares / the real law's; ``q_tail_mass``
+    = the generated words' share on the real law's rarest words (its least-probable ``q`` of the
+    tokens), relative to their real share; ``error_mass`` = the share of generated word tokens
+    that are not corpus words (misspellings, noise: mass where the real law has none);
+    ``mode_share`` = the largest outcome's share; ``kl_from_start`` = KL(sampler_t ‖ sampler_0)
+    per character, the Monte Carlo mean over the sampled lines of log p_t(x) − log p_0(x) under
+    both generations' samplers at the arm's temperature (clipped at 0; exactly 0 at step 0);
+    ``quality`` = −log perplexity of held-out real lines (nats per character; higher is better).
+
+    Arms (paired by chain: same real data and generation 0): ``T = 1`` (replace, mechanism
+    ``error``: approximation error adds non-words), ``T = <temperature>`` (replace, sampled at
+    ``temperature`` < 1: mechanism ``tilt``) and ``mix <rf>`` for each ``rf`` of
+    ``real_fractions`` (T = 1, ``error``). Every arm gets at least ``real_fraction`` fresh real
+    lines per generation (``real_fraction = 1``: fresh real data only, the null under which
+    nothing moves). Seeds: ``streams(seed)["charlm-trajectory"]``.
+    Explained in :ref:`sec-families-charlm`.
+    """
+    from vanishing_tails.core import tails
+    from vanishing_tails.core.seeds import streams
+
+    from .members import recursive_members
+
+    collapse._check_sizes(
+        n=(n, 32),
+        generations=(generations, 0),
+        n_seeds=(n_seeds, 1),
+        steps=(steps, 1),
+        d_hidden=(d_hidden, 1),
+        batch_size=(batch_size, 1),
+        n_measure=(n_measure, 10),
+    )
+    collapse._check_temperature(temperature)
+    if not 0 < q < 0.5:
+        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+    for name, v in [("real_fraction", real_fraction), *[("real_fractions", rf) for rf in real_fractions]]:
+        if not 0 <= v <= 1:
+            raise ValueError(f"{name} must lie in [0, 1]; got {v!r}")
+    c = corpus(max_chars)
+    vocab, law = c.vocab, word_law(max_chars)
+    K = len(law)
+    reference = np.append(law, 0.0)
+    heldout = c.heldout_ids[np.linspace(0, len(c.heldout) - 1, min(400, len(c.heldout))).astype(int)]
+    floor = float(real_fraction)
+    regime = "mix" if floor > 0 else "replace"
+    arms = [("T = 1", regime, floor, 1.0, "error"), (f"T = {temperature:g}", regime, floor, temperature, "tilt")]
+    arms += [(f"mix {rf:g}", "mix", max(float(rf), floor), 1.0, "error") for rf in real_fractions]
+    members = [(a, ch) for a in range(len(arms)) for ch in range(n_seeds)]
+    groups = np.array([ch for _, ch in members])
+    temps = torch.tensor([arms[a][3] for a, _ in members], dtype=torch.float32)
+    start: list[GRUChains] = []
+
+    def real_sample(group_of_row, m, rng):
+        idx = np.stack([rng.choice(len(c.train), m, replace=False) for _ in group_of_row])
+        return c.train_ids[torch.from_numpy(idx)]
+
+    def fit(tokens, sizes, rng):
+        s = int(rng.integers(2**62))
+        model = GRUChains(tokens.shape[0], len(vocab), 32, d_hidden, generator=torch.Generator().manual_seed(s))
+        return train_chains(model, tokens, steps=steps, batch_size=batch_size, lr=1e-2, seed=s)
+
+    def sample(model, m, rng, rows):
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        out = sample_chains(model, m, max_chars + 1, generator=gen, temperature=temps[rows], eos_id=vocab.eos_id)
+        return out.to(torch.uint8)
+
+    def measure(model, t, rows, rng):
+        if t == 0:
+            start.append(model)
+        tokens = sample(model, n_measure, rng, rows)
+        lp_t, count = chain_logprob(model, tokens, temps[rows])
+        lp_0, _ = chain_logprob(start[0], tokens, temps[rows])
+        kl = np.maximum((lp_t - lp_0).sum(1) / np.maximum(count.sum(1), 1), 0.0)
+        p = np.zeros((len(rows), K + 1))
+        for k in range(len(rows)):
+            ranks = [c.word_rank.get(w, K) for line in decode_lines(tokens[k], vocab) for w in words(line)]
+            counts = np.bincount(np.asarray(ranks, dtype=np.int64), minlength=K + 1)
+            p[k] = counts / counts.sum() if counts.sum() else np.eye(K + 1)[K]  # no word at all: all error
+        m = tails.categorical_measures(p, reference, reference, q=q, n=100)
+        out = {col: m[col].to_numpy() for col in ("support", "q_tail_mass", "error_mass", "mode_share")}
+        out["kl_from_start"] = kl
+        out["quality"] = -np.log(chain_perplexity(model, heldout))
+        return out
+
+    frame = recursive_members(
+        fit,
+        sample,
+        measure,
+        real_sample=real_sample,
+        groups=groups,
+        regimes=[arms[a][1] for a, _ in members],
+        real_fractions=[arms[a][2] for a, _ in members],
+        n=n,
+        generations=generations,
+        seed=streams(seed)["charlm-trajectory"],
+        expand=take_chains,
+    )
+    member = frame["member"].to_numpy()
+    frame["arm"] = [arms[members[i][0]][0] for i in member]
+    frame["mechanism"] = [arms[members[i][0]][4] for i in member]
+    frame["replicate"] = [members[i][1] for i in member]
+    frame["experiment"] = "families"
+    frame = frame.rename(columns={"generation": "step"})
+    return frame[["experiment", "arm", "replicate", "step", "mechanism", *tails.COLUMNS]].reset_index(drop=True)

@@ -13,7 +13,8 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
-import torch
+
+from vanishing_tails.core.optim import Adam as Adam  # re-exported: chapter 2's models import it from here
 
 
 def digest(data: Any) -> str:
@@ -66,41 +67,3 @@ def seeded_fit(train: Callable[[Any, int], Any], config: Hashable) -> Callable[[
         return model
 
     return fit
-
-
-class Adam:
-    """Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization") for the chapter's small
-    batched models: m ← β1 m + (1 − β1) g, v ← β2 v + (1 − β2) g², θ ← θ − lr m̂ / (√v̂ + ε) with
-    m̂ = m / (1 − β1^t), v̂ = v / (1 − β2^t).
-
-    The arithmetic of ``torch.optim.Adam``'s default single-tensor path on the CPU, operation
-    for operation (a test checks the trajectories are identical), without its per-step
-    dispatch and the compiler machinery it imports on first use (seconds per process).
-    Explained in :ref:`sec-families-loop`.
-    """
-
-    def __init__(self, params, *, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.params = list(params)
-        self.lr, (self.beta1, self.beta2), self.eps = lr, betas, eps
-        self.exp_avg = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self.exp_avg_sq = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
-        self.t = 0
-
-    def zero_grad(self) -> None:
-        """Drop the gradients (``set_to_none``)."""
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """One update of every parameter from its ``.grad``."""
-        self.t += 1
-        step = float(self.t)
-        b1, b2 = self.beta1, self.beta2
-        step_size = self.lr / (1 - b1**step)
-        bias_correction2_sqrt = (1 - b2**step) ** 0.5
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            g = p.grad
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.addcdiv_(m, (v.sqrt() / bias_correction2_sqrt).add_(self.eps), value=-step_size)

@@ -454,6 +454,22 @@ SPEC = ChapterSpec(
             low=0.3,
             high=1.0,
         ),
+        Param(
+            "vae_decays",
+            "float_list",
+            {"smoke": [0.5], "book": [0.5, 0.9], "full": [0.4, 0.5, 0.6, 0.8, 0.9]},
+            "further class decays of the VAE sweep (replace arm; run as extra members of one batched VAE)",
+            low=0.3,
+            high=1.0,
+        ),
+        Param(
+            "vae_decay_chains",
+            "int",
+            {"smoke": 2, "book": 2, "full": 8},
+            "VAE chains per class decay of the sweep",
+            low=2,
+            high=256,
+        ),
         # --- character language model
         Param(
             "lm_chains",

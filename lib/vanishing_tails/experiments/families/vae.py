@@ -115,6 +115,15 @@ class BatchedVAE(torch.nn.Module):
         return (rec + kl).mean(1).sum()
 
     @torch.no_grad()
+    def elbo(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """ELBO per image (up to the Gaussian likelihood's constant), averaged over the batch: ``[C]``."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * eps
+        rec = (torch.sigmoid(self.decode_logits(z)) - x).square().sum(-1) / (2 * self.decoder_sd**2)
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
+        return -(rec + kl).mean(1)
+
+    @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Decoder means sigmoid(f(z)), z ~ N(0, I): ``[C, n, 64]``."""
         z = torch.randn(self.weights[0].shape[0], n, self.latent, generator=generator)
@@ -132,9 +141,11 @@ def train_vae(
     seed: int,
     device,
     decoder_sd: float = 0.2,
+    sizes: torch.Tensor | None = None,
 ) -> BatchedVAE:
     """Train ``x.shape[0]`` VAEs, one per chain, on ``x`` ``[C, N, 64]`` with Adam (minibatches drawn
-    with replacement by a generator seeded with ``seed``).
+    with replacement by a generator seeded with ``seed``; with ``sizes`` ``[C]`` chain c draws from
+    its first ``sizes[c]`` rows only — padded data of unequal sizes).
 
     Explained in :ref:`sec-families-vae`.
     """
@@ -146,7 +157,10 @@ def train_vae(
     x = x.to(dev)
     rows = torch.arange(C, device=dev)[:, None]
     for _ in range(steps):
-        idx = torch.randint(N, (C, batch_size), generator=gen)
+        if sizes is None:
+            idx = torch.randint(N, (C, batch_size), generator=gen)
+        else:
+            idx = (torch.rand(C, batch_size, generator=gen) * sizes[:, None]).long()
         eps = torch.randn(C, batch_size, latent, generator=gen).to(dev)
         loss = model.loss(x[rows, idx.to(dev)], eps)
         opt.zero_grad()
@@ -279,3 +293,223 @@ def vae_chains(
         seed=seed,
     )
     return frame, snapshots
+
+
+def vae_members(
+    n: int,
+    generations: int,
+    n_seeds: int,
+    *,
+    arms: list[tuple[str, str, float]],
+    class_decays: list[float],
+    steps: int,
+    hidden: int,
+    latent: int,
+    batch_size: int,
+    n_measure: int,
+    q: float,
+    seed: int,
+    lr: float = 1e-2,
+    decoder_sd: float = 0.2,
+    n_support: int = 100,
+) -> pd.DataFrame:
+    """Every (arm, class_decay, chain) of the digit VAE's recursion as one member of one batched
+    VAE (:func:`.members.recursive_members`): one training per generation for all of them.
+
+    ``arms`` are ``(name, regime, real_fraction)`` with regime ``replace``, ``accumulate`` or
+    ``mix``. Chain c's class order (which digits are rare) is drawn from ``seed`` and shared by
+    every arm and decay; the members of one (decay, chain) share the real data and the
+    generation-0 VAE. Each generation is measured on ``n_measure`` decoded samples per member,
+    judged by :func:`digit_classifier` as in :func:`vae_chains`: ``share_rank_r`` (the share of
+    samples confidently classified as the class of rank r, relative to its real share),
+    ``atypical`` (top class probability < 0.5), the outcome shares ``p_0 .. p_10`` (ten classes
+    by rank, then atypical), the common tail measures of :func:`trajectory` and ``quality``,
+    the ELBO of ``n_measure`` real images of the member's real law (nats per image, up to the
+    likelihood's constant; drawn once per chain and decay). Returns one row per member and
+    generation: ``arm``, ``class_decay``, ``replicate``, ``generation`` and the measures.
+    Explained in :ref:`sec-families-vae`.
+    """
+    from vanishing_tails.core import tails
+
+    from .members import recursive_members
+
+    collapse._check_sizes(
+        n=(n, 20),
+        generations=(generations, 0),
+        n_seeds=(n_seeds, 1),
+        hidden=(hidden, 2),
+        latent=(latent, 1),
+        steps=(steps, 1),
+        batch_size=(batch_size, 1),
+        n_measure=(n_measure, 10),
+        n_support=(n_support, 1),
+    )
+    for d in class_decays:
+        if not 0 < d <= 1:
+            raise ValueError(f"class_decay must lie in (0, 1]; got {d!r}")
+    if not 0 < q < 0.5:
+        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+    if not arms:
+        raise ValueError("arms must name at least one arm")
+    X, y = data.digits()
+    Xt = torch.from_numpy(X.astype(np.float32))
+    by_class = [np.flatnonzero(y == c) for c in range(10)]
+    D, C = len(class_decays), n_seeds
+    law = np.stack([class_shares(10, d) for d in class_decays])  # [D, 10] by rank
+    order_ss, ref_ss, loop_ss = np.random.SeedSequence(seed).spawn(3)
+    order_rng = np.random.default_rng(order_ss)
+    order = np.stack([order_rng.permutation(10) for _ in range(C)])  # [C, 10]: digit of rank r
+    g_decay, g_chain = np.repeat(np.arange(D), C), np.tile(np.arange(C), D)  # group g = (decay, chain)
+    members = [(a, d, c) for a in range(len(arms)) for d in range(D) for c in range(C)]
+    groups = np.array([d * C + c for _, d, c in members])
+    clf = digit_classifier()
+
+    def real_sample(group_of_row, m, rng):
+        counts = np.stack([rng.multinomial(m, law[g_decay[g]]) for g in group_of_row])  # [K, 10] by rank
+        idx = np.empty((len(group_of_row), m), dtype=np.int64)
+        for k, g in enumerate(group_of_row):
+            picks = [
+                rng.choice(by_class[order[g_chain[g], r]], cnt, replace=cnt > len(by_class[order[g_chain[g], r]]))
+                for r, cnt in enumerate(counts[k])
+            ]
+            idx[k] = rng.permutation(np.concatenate(picks))
+        return Xt[torch.from_numpy(idx)]
+
+    ref_rng = np.random.default_rng(ref_ss)
+    real_ref = real_sample(np.arange(D * C), n_measure, ref_rng)  # quality's real images, per group
+    ref_eps = torch.randn(
+        D * C, n_measure, latent, generator=torch.Generator().manual_seed(int(ref_rng.integers(2**62)))
+    )
+
+    def fit(x, sizes, rng):
+        s = int(rng.integers(2**62))
+        return train_vae(x, hidden=hidden, latent=latent, steps=steps, batch_size=batch_size, lr=lr, seed=s,
+                         decoder_sd=decoder_sd, device="cpu", sizes=sizes)  # fmt: skip
+
+    def sample(model, m, rng, rows=None):
+        return model.generate(m, torch.Generator().manual_seed(int(rng.integers(2**62))))
+
+    def measure(model, t, rows, rng):
+        group_of_row = groups[rows]
+        imgs = sample(model, n_measure, rng).numpy()
+        K = len(group_of_row)
+        prob = clf.predict_proba(imgs.reshape(-1, 64).astype(np.float64)).reshape(K, n_measure, 10)
+        label = np.where(prob.max(-1) >= 0.5, prob.argmax(-1), -1)
+        share = (label[..., None] == np.arange(10)).mean(1)  # [K, 10] by digit
+        by_rank = np.take_along_axis(share, order[g_chain[group_of_row]], axis=1)
+        atypical = (label < 0).mean(1)
+        p = np.concatenate([by_rank, atypical[:, None]], axis=1)  # [K, 11]
+        cols = [
+            tails.categorical_measures(p[k], np.append(law[g_decay[g]], 0.0), np.full(11, 1 / 11), q=q, n=n_support)
+            for k, g in enumerate(group_of_row)
+        ]
+        out = pd.concat(cols, ignore_index=True)
+        res = {f"share_rank_{r}": by_rank[:, r] / law[g_decay[group_of_row], r] for r in range(10)}
+        res.update({f"p_{i}": p[:, i] for i in range(11)})
+        res.update({c: out[c].to_numpy() for c in ("support", "q_tail_mass", "error_mass", "mode_share")})
+        res["atypical"] = atypical
+        res["quality"] = model.elbo(real_ref[group_of_row], ref_eps[group_of_row]).numpy()
+        return res
+
+    frame = recursive_members(
+        fit,
+        sample,
+        measure,
+        real_sample=real_sample,
+        groups=groups,
+        regimes=[arms[a][1] for a, _, _ in members],
+        real_fractions=[arms[a][2] for a, _, _ in members],
+        n=n,
+        generations=generations,
+        seed=int(np.random.default_rng(loop_ss).integers(2**62)),
+    )
+    info = pd.DataFrame(
+        {
+            "arm": [arms[a][0] for a, _, _ in members],
+            "class_decay": [float(class_decays[d]) for _, d, _ in members],
+            "replicate": [c for _, _, c in members],
+        }
+    )
+    frame = info.iloc[frame["member"].to_numpy()].reset_index(drop=True).join(frame.drop(columns="member"))
+    # KL(p_t || p_0) on the eleven outcome shares, both smoothed by half a count (finite; 0 at step 0)
+    pc = [f"p_{i}" for i in range(11)]
+    sm = (frame[pc].to_numpy() * n_measure + 0.5) / (n_measure + 5.5)
+    key = frame["arm"] + "|" + frame["class_decay"].astype(str) + "|" + frame["replicate"].astype(str)
+    first = pd.DataFrame(sm, index=frame.index)[frame["generation"].to_numpy() == 0].set_index(
+        key[frame.generation == 0]
+    )
+    s0 = first.loc[key].to_numpy()
+    frame["kl_from_start"] = np.maximum((sm * np.log(sm / s0)).sum(1), 0.0)
+    return frame
+
+
+def trajectory(
+    *,
+    n: int,
+    generations: int,
+    n_seeds: int,
+    steps: int,
+    hidden: int,
+    latent: int,
+    batch_size: int,
+    n_measure: int,
+    class_decay: float,
+    real_fractions: list[float],
+    real_fraction: float,
+    q: float,
+    seed: int,
+) -> pd.DataFrame:
+    """The book's common tail measures of the digit VAE retrained on its own samples, per arm,
+    chain (``replicate``) and generation (``step``); every arm trains as members of one
+    batched VAE (:func:`vae_members`).
+
+    Outcome space: the ten digit classes of a fixed classifier (:func:`digit_classifier`,
+    logistic regression on all real digits) plus one *atypical* outcome (the classifier's top
+    probability < 0.5); the real law puts ``class_decay^r`` (normalised) on the class of rank r
+    and nothing on *atypical*. Per generation, on ``n_measure`` decoded samples:
+    ``support`` = expected distinct outcomes in 100 draws / the real law's;
+    ``q_tail_mass`` = the samples' share on the real law's rarest classes (its least-probable
+    ``q``), relative to their real share; ``error_mass`` = the atypical share (blurred images
+    no class claims: mass where the real law has none); ``mode_share`` = the largest outcome
+    share; ``kl_from_start`` = KL(p_t ‖ p_0) on the eleven shares, each smoothed by half a
+    count; ``quality`` = the ELBO of real images of the chain's law (nats per image, up to a
+    constant; higher is better).
+
+    Arms (paired by chain: same class order, real data and generation 0): ``replace``,
+    ``accumulate`` and ``mix <rf>`` for every ``rf`` in ``real_fractions``; every arm gets at
+    least ``real_fraction`` fresh real images per generation (``real_fraction = 1``: fresh real
+    data only, the null under which nothing moves). ``mechanism`` is ``error`` for every arm:
+    samples are decoder means at temperature 1, and the approximation error (blur) grows mass
+    on images no digit class claims. Seeds: ``streams(seed)["vae-trajectory"]``.
+    Explained in :ref:`sec-families-vae`.
+    """
+    from vanishing_tails.core.seeds import streams
+    from vanishing_tails.core.tails import COLUMNS
+
+    if not 0 <= real_fraction <= 1:
+        raise ValueError(f"real_fraction must lie in [0, 1]; got {real_fraction!r}")
+    for rf in real_fractions:
+        if not 0 <= rf <= 1:
+            raise ValueError(f"real_fractions must lie in [0, 1]; got {rf!r}")
+    floor = float(real_fraction)
+    base = "mix" if floor > 0 else None
+    arms = [("replace", base or "replace", floor), ("accumulate", "accumulate" if floor == 0 else "mix", floor)]
+    arms += [(f"mix {rf:g}", "mix", max(float(rf), floor)) for rf in real_fractions]
+    frame = vae_members(
+        n,
+        generations,
+        n_seeds,
+        arms=arms,
+        class_decays=[class_decay],
+        steps=steps,
+        hidden=hidden,
+        latent=latent,
+        batch_size=batch_size,
+        n_measure=n_measure,
+        q=q,
+        seed=streams(seed)["vae-trajectory"],
+    )
+    frame = frame.rename(columns={"generation": "step"})
+    frame["experiment"] = "families"
+    frame["mechanism"] = "error"
+    return frame[["experiment", "arm", "replicate", "step", "mechanism", *COLUMNS]].reset_index(drop=True)

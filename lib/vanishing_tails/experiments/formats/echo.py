@@ -52,6 +52,7 @@ from torch.nn import functional as F
 
 from vanishing_tails.core import io, lm
 from vanishing_tails.core.checks import check_beta
+from vanishing_tails.core.lm import Stack
 from vanishing_tails.core.metrics import pass_at_k
 from vanishing_tails.core.rl import kl_shaped_advantages, policy_gradient_loss
 from vanishing_tails.core.seeds import streams
@@ -157,205 +158,7 @@ def default_cache_dir() -> Path:
 
 
 # ---------------------------------------------------------------------- a stack of transformers
-_GLOBAL = {"embed": "embed.weight", "pos": "pos.weight", "norm_w": "norm.weight", "norm_b": "norm.bias",
-           "head_w": "head.weight", "head_b": "head.bias"}  # fmt: skip
-_LAYER = {"norm1_w": "norm1.weight", "norm1_b": "norm1.bias", "qkv_w": "self_attn.in_proj_weight",
-          "qkv_b": "self_attn.in_proj_bias", "out_w": "self_attn.out_proj.weight",
-          "out_b": "self_attn.out_proj.bias", "norm2_w": "norm2.weight", "norm2_b": "norm2.bias",
-          "ff1_w": "linear1.weight", "ff1_b": "linear1.bias", "ff2_w": "linear2.weight",
-          "ff2_b": "linear2.bias"}  # fmt: skip
-
-
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-replica ``x @ w.T + b``: x ``[M, N, i]``, w ``[M, o, i]``, b ``[M, o]``."""
-    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
-
-
-def _norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:]), w.unsqueeze(1))
-
-
-class Stack:
-    """``M`` TinyTransformers of one size as stacked weights ``{name: [M, ...]}``, run as one.
-
-    The arithmetic is that of :class:`vanishing_tails.core.lm.TinyTransformer` (pre-norm
-    layers, exact GELU, learned positions), per replica: a batch has a leading replica
-    axis, ``[M, B, T]``. :meth:`model` and :meth:`state_dict` convert one replica back to a
-    TinyTransformer. Explained in :ref:`sec-formats-pretraining`.
-    """
-
-    def __init__(self, params: dict[str, torch.Tensor], size: ModelSize):
-        self.params = params
-        self.size = size
-
-    @classmethod
-    def from_state_dicts(cls, states: Sequence[Mapping[str, torch.Tensor]], size: ModelSize, device="cpu") -> Stack:
-        """Stack TinyTransformer state dicts (all of ``size``)."""
-        dev = lm.resolve_device(device)
-
-        def st(key: str) -> torch.Tensor:
-            return torch.stack([s[key].detach() for s in states]).to(dev).clone()
-
-        params = {k: st(v) for k, v in _GLOBAL.items()}
-        for i in range(size.n_layers):
-            params.update({f"{i}.{k}": st(f"blocks.layers.{i}.{v}") for k, v in _LAYER.items()})
-        return cls(params, size)
-
-    def __len__(self) -> int:
-        return self.params["embed"].shape[0]
-
-    @property
-    def device(self) -> torch.device:
-        return self.params["embed"].device
-
-    def parameters(self) -> list[torch.Tensor]:
-        return list(self.params.values())
-
-    def state_dict(self, i: int) -> dict[str, torch.Tensor]:
-        """Replica ``i``'s weights as a TinyTransformer state dict (detached, on the CPU)."""
-        out = {v: self.params[k][i].detach().cpu().clone() for k, v in _GLOBAL.items()}
-        for j in range(self.size.n_layers):
-            out.update(
-                {f"blocks.layers.{j}.{v}": self.params[f"{j}.{k}"][i].detach().cpu().clone() for k, v in _LAYER.items()}
-            )
-        return out
-
-    def model(self, i: int) -> lm.TinyTransformer:
-        """Replica ``i`` as a TinyTransformer (eval mode)."""
-        s = self.size
-        V, max_len = self.params["embed"].shape[1], self.params["pos"].shape[1]
-        m = lm.TinyTransformer(V, d_model=s.d_model, n_layers=s.n_layers, n_heads=s.n_heads, max_len=max_len)
-        m.load_state_dict(self.state_dict(i))
-        return m.eval()
-
-    def take(self, index: Sequence[int], *, trainable: bool = False) -> Stack:
-        """A new stack of the replicas ``index`` (repeats allowed), with copied weights;
-        ``trainable=True`` makes them leaves that require gradients."""
-        idx = torch.as_tensor(list(index), dtype=torch.long, device=self.device)
-        params = {k: v.detach().index_select(0, idx).clone().requires_grad_(trainable) for k, v in self.params.items()}
-        return Stack(params, self.size)
-
-    # -- the forward pass
-    def _embed(self, tokens: torch.Tensor, start: int) -> torch.Tensor:
-        """Token plus position embeddings of ``tokens`` ``[M, B, T]`` at positions
-        ``start, ..., start + T - 1``, as ``[M, B*T, d]``."""
-        M, B, T = tokens.shape
-        if start + T > self.params["pos"].shape[1]:
-            raise ValueError(f"sequence length {start + T} exceeds max_len {self.params['pos'].shape[1]}")
-        V, d = self.params["embed"].shape[1:]
-        offset = (torch.arange(M, device=tokens.device) * V).view(M, 1, 1)
-        x = F.embedding(tokens + offset, self.params["embed"].reshape(M * V, d))
-        return (x + self.params["pos"][:, start : start + T].unsqueeze(1)).reshape(M, B * T, d)
-
-    def _layer(self, i: int, x: torch.Tensor, B: int, T: int, attend) -> torch.Tensor:
-        """Layer ``i`` on ``x`` ``[M, B*T, d]``; ``attend(q, k, v)`` (each ``[M*B, H, T, dh]``)
-        does the attention and may extend k and v with cached or shared positions."""
-        M, _, d = x.shape
-        H = self.size.n_heads
-        p = {k: self.params[f"{i}.{k}"] for k in _LAYER}
-        qkv = _linear(_norm(x, p["norm1_w"], p["norm1_b"]), p["qkv_w"], p["qkv_b"])
-        q, k, v = qkv.view(M * B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)
-        att = attend(q, k, v)
-        x = x + _linear(att.transpose(1, 2).reshape(M, B * T, d), p["out_w"], p["out_b"])
-        h = F.gelu(_linear(_norm(x, p["norm2_w"], p["norm2_b"]), p["ff1_w"], p["ff1_b"]))
-        return x + _linear(h, p["ff2_w"], p["ff2_b"])
-
-    def _head(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.params
-        return _linear(_norm(x, p["norm_w"], p["norm_b"]), p["head_w"], p["head_b"])
-
-    def _prefix(self, prefix: torch.Tensor):
-        """Run ``prefix`` ``[M, B, P]``: (last hidden state ``[M, B, d]``, per layer (k, v))."""
-        M, B, P = prefix.shape
-        x = self._embed(prefix.to(self.device), 0)
-        mask = _causal(P, P, x.device)
-        kv = []
-
-        def attend(q, k, v):
-            kv.append((k, v))
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-
-        for i in range(self.size.n_layers):
-            x = self._layer(i, x, B, P, attend)
-        return x.view(M, B, P, -1)[:, :, -1], kv
-
-    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Next-token logits ``[M, B, T, V]`` for tokens ``[M, B, T]`` (causal)."""
-        M, B, T = tokens.shape
-        x = self._embed(tokens.to(self.device), 0)
-        mask = _causal(T, T, x.device)
-        for i in range(self.size.n_layers):
-            x = self._layer(i, x, B, T, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-        return self._head(x).view(M, B, T, -1)
-
-    def completion_logits(self, prompts: torch.Tensor, completions: torch.Tensor, group: int) -> torch.Tensor:
-        """Logits ``[M, B*group, L, V]`` of each completion token given the prompt and the
-        completion so far, for ``prompts`` ``[M, B, P]`` and ``completions``
-        ``[M, B*group, L]`` (``group`` completions per prompt, contiguous).
-
-        Equal to :meth:`logits` on the concatenated sequences, but each prompt is run once
-        for its whole group (its keys and values are shared), which saves the prompt's
-        share of the compute.
-        """
-        M, B, P = prompts.shape
-        L = completions.shape[-1]
-        last, kv = self._prefix(prompts)
-        first = self._head(last).repeat_interleave(group, dim=1).unsqueeze(2)  # predicts token 0
-        if L == 1:
-            return first
-        x = self._embed(completions[..., :-1].to(self.device), P)
-        mask = _causal(L - 1, P + L - 1, x.device)
-        for i in range(self.size.n_layers):
-            kp, vp = (_repeat_rows(t, M, group) for t in kv[i])
-
-            def attend(q, k, v, kp=kp, vp=vp):
-                return F.scaled_dot_product_attention(q, torch.cat([kp, k], 2), torch.cat([vp, v], 2), attn_mask=mask)
-
-            x = self._layer(i, x, B * group, L - 1, attend)
-        rest = self._head(x).view(M, B * group, L - 1, -1)
-        return torch.cat([first, rest], dim=2)
-
-    def init_state(self, prefix: torch.Tensor, group: int = 1, room: int = 0):
-        """Run the prefix ``[M, B, P]``; return (next-token logits ``[M, B*group, V]``, state).
-        Each prefix row is repeated ``group`` times (contiguously) after its keys and values
-        are computed once; the state's caches have space for ``room`` more positions."""
-        M, B, P = prefix.shape
-        last, kv = self._prefix(prefix)
-        caches = []
-        for k, v in kv:
-            buf = k.new_empty(2, M * B * group, k.shape[1], P + room, k.shape[3])
-            buf[0, :, :, :P] = _repeat_rows(k, M, group)
-            buf[1, :, :, :P] = _repeat_rows(v, M, group)
-            caches.append(buf)
-        return self._head(last).repeat_interleave(group, dim=1), (caches, P)
-
-    def step(self, token: torch.Tensor, state):
-        """One new token ``[M, B]`` per row; returns (next-token logits ``[M, B, V]``, state)."""
-        caches, pos = state
-        M, B = token.shape
-        if pos >= caches[0].shape[3]:
-            raise ValueError(f"the state has room for {caches[0].shape[3]} positions; init_state(room=...) more")
-        x = self._embed(token.to(self.device)[:, :, None], pos)
-        for i in range(self.size.n_layers):
-            buf = caches[i]
-
-            def attend(q, k, v, buf=buf):
-                buf[0, :, :, pos : pos + 1] = k
-                buf[1, :, :, pos : pos + 1] = v
-                return F.scaled_dot_product_attention(q, buf[0, :, :, : pos + 1], buf[1, :, :, : pos + 1])
-
-            x = self._layer(i, x, B, 1, attend)
-        return self._head(x), (caches, pos + 1)
-
-
-def _causal(T: int, S: int, device) -> torch.Tensor:
-    """Boolean attention mask ``[T, S]`` for ``T`` new positions after ``S - T`` visible ones."""
-    return torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)
-
-
-def _repeat_rows(t: torch.Tensor, M: int, group: int) -> torch.Tensor:
-    """``[M*B, ...]`` -> ``[M*B*group, ...]``, each row repeated ``group`` times in place."""
-    return t.view(M, -1, *t.shape[1:]).repeat_interleave(group, dim=1).flatten(0, 1)
+# :class:`Stack` lives in vanishing_tails.core.lm (shared with chapter 6).
 
 
 def _clip_per_replica(params: Sequence[torch.Tensor], max_norm: float) -> None:
@@ -799,6 +602,26 @@ def rl_run(
 
 
 # ---------------------------------------------------------------------- the chapter's experiment
+def problem_sets(task: fm.Task, *, n_rl: int, n_eval: int, seed: int) -> tuple[fm.Problems, fm.Problems, np.ndarray]:
+    """The RL problems and a balanced evaluation set, both from the held-out split:
+    ``(rl_set, ev_set, misread)`` with ``n_rl`` RL problems, ``n_eval`` evaluation problems
+    of which half (when ``task.code_misreads``) contain a verb the code corpus drops, and
+    ``misread``, the boolean mask of those. The same ``seed`` gives the same sets.
+
+    Explained in :ref:`sec-formats-rl`.
+    """
+    probs = fm.generate_problems(task, n_rl + 8 * n_eval, seed=seed, split="heldout")
+    rl_set = probs.take(np.arange(n_rl))
+    pool = probs.take(np.arange(n_rl, len(probs)))
+    # a balanced evaluation set: half the problems contain a verb the code corpus drops
+    # (only another format, or a repaired translation, can solve them), half do not
+    bad = np.isin(pool.verb_words(), task.code_misreads).any(axis=1)
+    n_bad = min(n_eval // 2, int(bad.sum())) if task.code_misreads else 0
+    ev_set = pool.take(np.sort(np.concatenate([np.flatnonzero(bad)[:n_bad], np.flatnonzero(~bad)[: n_eval - n_bad]])))
+    misread = np.isin(ev_set.verb_words(), task.code_misreads).any(axis=1)
+    return rl_set, ev_set, misread
+
+
 def experiment(
     task: fm.Task,
     proportions,
@@ -852,15 +675,7 @@ def experiment(
     if n_seeds < 1 or n_pretrain < 1:
         raise ValueError(f"n_seeds and n_pretrain must be >= 1, got {n_seeds}, {n_pretrain}")
     s = streams(seed)
-    probs = fm.generate_problems(task, n_rl + 8 * n_eval, seed=s["problems"], split="heldout")
-    rl_set = probs.take(np.arange(n_rl))
-    pool = probs.take(np.arange(n_rl, len(probs)))
-    # a balanced evaluation set: half the problems contain a verb the code corpus drops
-    # (only another format, or a repaired translation, can solve them), half do not
-    bad = np.isin(pool.verb_words(), task.code_misreads).any(axis=1)
-    n_bad = min(n_eval // 2, int(bad.sum())) if task.code_misreads else 0
-    ev_set = pool.take(np.sort(np.concatenate([np.flatnonzero(bad)[:n_bad], np.flatnonzero(~bad)[: n_eval - n_bad]])))
-    misread = np.isin(ev_set.verb_words(), task.code_misreads).any(axis=1)
+    rl_set, ev_set, misread = problem_sets(task, n_rl=n_rl, n_eval=n_eval, seed=s["problems"])
     subsets = {"misread": misread, "clean": ~misread}
     rl_cfg = RLConfig(steps=rl_steps, batch_problems=batch_problems, group_size=group_size, lr=rl_lr)
     steps, evals, models, per_prompt = [], [], [], {}

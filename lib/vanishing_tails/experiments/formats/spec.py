@@ -37,6 +37,18 @@ def _check(P: dict) -> None:
             f"parameter 'rl_steps' must cover the first pass over the RL problems "
             f"(n_rl / batch_problems = {P['n_rl'] / P['batch_problems']:g} steps); got {P['rl_steps']}"
         )
+    code = P["proportions"][P["formats"].index("code")] if "code" in P["formats"] else 0.0
+    bad = [x for x in P["flip_steps_shares"] if x > 1.0 - code + 1e-9]
+    if bad:
+        raise ValueError(
+            f"parameter 'flip_steps_shares': code keeps its share {code:g} of 'proportions', so a steps "
+            f"share must be <= {1 - code:g}; got {bad}"
+        )
+    if P["flip_n_rl"] // P["batch_problems"] < 5:
+        raise ValueError(
+            f"parameter 'flip_n_rl' must give the sweep's RL pass at least 5 steps of batch_problems = "
+            f"{P['batch_problems']} problems; got {P['flip_n_rl']}"
+        )
     if P["max_value"] < 2 * P["max_operand"]:
         raise ValueError(f"parameter 'max_value' must be >= 2 * max_operand = {2 * P['max_operand']}")
 
@@ -300,6 +312,39 @@ SPEC = ChapterSpec(
             "independent chains of the format bandit per optimiser (the replicates of its figure)",
             low=2,
             high=256,
+        ),
+        Param(
+            "flip_pretrain_steps",
+            "int_list",
+            {"smoke": [100, 400], "book": [150, 600], "full": [600, 2400, 6000]},
+            "pretraining budgets (steps) of the winner-flip sweep, large size",
+            low=1,
+            high=100000,
+        ),
+        Param(
+            "flip_steps_shares",
+            "float_list",
+            {"smoke": [0.4], "book": [0.4, 0.7], "full": [0.2, 0.4, 0.7]},
+            "corpus shares of the steps format in the winner-flip sweep (code keeps its share in "
+            "proportions, bare gets the rest)",
+            low=0.0,
+            high=1.0,
+        ),
+        Param(
+            "flip_n_rl",
+            "int",
+            {"smoke": 120, "book": 720, "full": 3200},
+            "RL problems of the winner-flip sweep: its RL runs are one pass, flip_n_rl / batch_problems "
+            "steps (equal to n_rl, the sweep's cell at the chapter's budget repeats the chapter's first pass)",
+            low=2,
+        ),
+        Param(
+            "flip_n_pretrain",
+            "int",
+            {"smoke": 2, "book": 3, "full": 5},
+            "independently pretrained models per cell of the winner-flip sweep (its unit of replication)",
+            low=2,
+            high=20,
         ),
         Param(
             "device",

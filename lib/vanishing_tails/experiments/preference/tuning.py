@@ -54,6 +54,7 @@ from vanishing_tails.core.rl import kl_regularised_optimum
 from vanishing_tails.core.seeds import streams
 
 from .spec import JUDGES
+from .stacked import chunk_rows, dpo_stacked, pretrain_stacked, stacked_logprobs
 
 SEP = ":"
 
@@ -220,19 +221,10 @@ def reference_corpus(domains: list[Domain], size: int, *, seed: int) -> list[tup
     return [out[i] for i in order]
 
 
-def pretrain_reference(
-    domains: list[Domain],
-    *,
-    corpus_size: int,
-    steps: int,
-    seed: int,
-    arch: str,
-    device: str,
-    batch_size: int = 128,
-    pretrain_lr: float = 1e-2,
-    **sizes,
-) -> tuple[torch.nn.Module, lm.Vocab, pd.DataFrame]:
-    """The reference policy: ``arch`` from ``lm.build_model`` trained by ``lm.train_lm`` on a corpus.
+def reference_start(
+    domains: list[Domain], *, corpus_size: int, seed: int, arch: str, device: str, **sizes
+) -> tuple[torch.nn.Module, lm.Vocab, torch.Tensor, int]:
+    """An untrained reference model, its vocabulary, its pretraining corpus (tokens) and its minibatch seed.
 
     ``seed`` names one reference model: its corpus draw, its initial weights and its
     minibatches come from named streams of it (:func:`vanishing_tails.core.seeds.streams`).
@@ -249,8 +241,43 @@ def pretrain_reference(
     else:
         sizes = {"d_embed": 32, "d_hidden": 64, **sizes}
     model = lm.build_model(arch, len(vocab), seed=seeds["init"], device=device, **sizes)
-    log = lm.train_lm(model, tokens, steps=steps, batch_size=batch_size, lr=pretrain_lr, seed=seeds["batches"])
+    return model, vocab, tokens, seeds["batches"]
+
+
+def pretrain_reference(
+    domains: list[Domain],
+    *,
+    corpus_size: int,
+    steps: int,
+    seed: int,
+    arch: str,
+    device: str,
+    batch_size: int = 128,
+    pretrain_lr: float = 1e-2,
+    **sizes,
+) -> tuple[torch.nn.Module, lm.Vocab, pd.DataFrame]:
+    """The reference policy: ``arch`` from ``lm.build_model`` trained by ``lm.train_lm`` on a corpus.
+
+    The model, corpus and minibatch seed of :func:`reference_start` (``seed`` names one
+    reference model). :func:`run_experiment` trains several GRU reference models at once
+    (``stacked.pretrain_stacked``), the same computation up to float rounding.
+    Explained in :ref:`sec-preference-setup`.
+    """
+    model, vocab, tokens, batch_seed = reference_start(
+        domains, corpus_size=corpus_size, seed=seed, arch=arch, device=device, **sizes
+    )
+    log = lm.train_lm(model, tokens, steps=steps, batch_size=batch_size, lr=pretrain_lr, seed=batch_seed)
     return model, vocab, log
+
+
+def space_tokens(vocab: lm.Vocab, domain: Domain) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens and output mask (:func:`encode_pairs`) of every (prompt, output), row ``prompt * N + output``.
+
+    Explained in :ref:`sec-preference-setup`.
+    """
+    prompts = [p for p in domain.prompts for _ in domain.outputs]
+    outputs = [o for _ in domain.prompts for o in domain.outputs]
+    return encode_pairs(vocab, prompts, outputs)
 
 
 @torch.no_grad()
@@ -261,9 +288,7 @@ def output_logprobs(model: torch.nn.Module, vocab: lm.Vocab, domain: Domain, *, 
     malformed outputs.
     Explained in :ref:`sec-preference-setup`.
     """
-    prompts = [p for p in domain.prompts for _ in domain.outputs]
-    outputs = [o for _ in domain.prompts for o in domain.outputs]
-    tokens, mask = encode_pairs(vocab, prompts, outputs)
+    tokens, mask = space_tokens(vocab, domain)
     device = next(model.parameters()).device
     model.eval()
     out = [
@@ -514,7 +539,11 @@ def win_weights(p_ref: np.ndarray, rewards: np.ndarray) -> np.ndarray:
 
     Explained in :ref:`sec-preference-before-after`.
     """
-    return np.stack([(1 / (1 + np.exp(-(r[:, None] - r[None, :])))) @ q for q, r in zip(p_ref, rewards)])
+    out = np.empty(np.shape(rewards))
+    for i, (q, r) in enumerate(zip(p_ref, rewards)):
+        u, inv = np.unique(r, return_inverse=True)  # tied rewards share one row (the convergent judge: two)
+        out[i] = (special.expit(u[:, None] - u[None, :]) @ np.bincount(inv, weights=q, minlength=len(u)))[inv]
+    return out
 
 
 def exact_metrics(
@@ -703,6 +732,7 @@ def run_experiment(
     theory_betas=None,
     self_bleu_samples: int | None = None,
     model_sizes: dict | None = None,
+    stack_models: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Pretrain ``n_references`` reference models and tune each with DPO once per arm.
 
@@ -733,6 +763,12 @@ def run_experiment(
     * ``top`` — the most probable outputs of the first prompt, before and after (replicate 0);
     * ``domains`` — the :class:`~vanishing_tails.core.domains.Domain`
       objects (not a frame).
+
+    One-layer GRU models are trained as stacked models (``stack_models``; :mod:`.stacked`):
+    all reference models in one, and all DPO runs — every reference model × arm × β and
+    every mixed-reward run — in another, each model with its own data, minibatch stream,
+    gradient clip and Adam moments; ``stack_models=False`` (and any other architecture)
+    trains them one at a time, the same computation up to float rounding.
 
     Explained in :ref:`sec-preference-setup`.
     """
@@ -769,21 +805,50 @@ def run_experiment(
             ]
         )
 
-    for rep in range(n_references):
-        t0 = time.process_time()
-        ref, vocab, pre_log = pretrain_reference(
-            list(doms.values()),
-            corpus_size=corpus_size,
-            steps=pretrain_steps,
-            seed=seeds["reference", rep],
-            arch=arch,
-            device=device,
-            pretrain_lr=pretrain_lr,
-            **dict(model_sizes or {}),
-        )
-        ref_dist = {d: restrict(output_logprobs(ref, vocab, doms[d])) for d in used}
-        rewards = {(d, j): judge_scale * judge_rewards(doms[d], j, ref_dist[d][0], brevity=brevity) for d, j in arms}
+    sizes = dict(model_sizes or {})
+    stacked = stack_models and arch == "gru" and sizes.get("n_layers", 1) == 1 and not sizes.get("dropout", 0.0)
+    t_start = time.process_time()
+    # 1. the reference models: a GRU's are pretrained together as one stacked model
+    starts = [
+        reference_start(list(doms.values()), corpus_size=corpus_size, seed=seeds["reference", rep], arch=arch,
+                        device=device, **sizes)
+        for rep in range(n_references)
+    ]  # fmt: skip
+    vocab = starts[0][1]
+    if stacked:
+        ref_stack, pre_loss = pretrain_stacked(
+            [s[0] for s in starts], [s[2] for s in starts], steps=pretrain_steps, batch_size=128, lr=pretrain_lr,
+            seeds=[s[3] for s in starts],
+        )  # fmt: skip
+        ref_models = [ref_stack.model(c) for c in range(n_references)]
+    else:
+        ref_models, pre_loss = [], []
+        for model, _, tokens, batch_seed in starts:
+            log = lm.train_lm(model, tokens, steps=pretrain_steps, batch_size=128, lr=pretrain_lr, seed=batch_seed)
+            ref_models.append(model)
+            pre_loss.append(float(log["loss"].iloc[-1]))
+    del starts
+    # every (prompt, output) sequence of each used domain, and its log-probability under each reference
+    tables = {d: space_tokens(vocab, doms[d]) for d in used}
+    width = max(len(vocab), 3 * ref_stack.d_hidden) if stacked else 0  # the widest activation per position
+    ref_logp = {}
+    for d in used:
+        dom = doms[d]
+        if stacked:
+            tok, mask = tables[d]
+            lp = stacked_logprobs(ref_stack, tok, mask, chunk=chunk_rows(n_references, tok.shape[1], width))
+            ref_logp[d] = lp.numpy().reshape(n_references, dom.n_prompts, dom.n_outputs)
+        else:
+            ref_logp[d] = np.stack([output_logprobs(m, vocab, dom) for m in ref_models])
 
+    # 2. per reference model: rewards, theory, samples of the reference, preference pairs (the DPO jobs)
+    jobs = []
+    dists = {}
+    for rep in range(n_references):
+        ref = ref_models[rep]
+        ref_dist = {d: restrict(ref_logp[d][rep]) for d in used}
+        dists[rep] = ref_dist
+        rewards = {(d, j): judge_scale * judge_rewards(doms[d], j, ref_dist[d][0], brevity=brevity) for d, j in arms}
         before = {d: measure(ref, vocab, doms[d], ("sample", rep, d)) for d in used}
         if rep == 0:
             for d in used:
@@ -791,7 +856,7 @@ def run_experiment(
                 top.append(first.assign(domain=d, judge="-", beta=np.nan, stage="before"))
         for d, j in arms:
             dom = doms[d]
-            p_ref, leak_ref = ref_dist[d]
+            p_ref = ref_dist[d][0]
             r = rewards[(d, j)]
             keys = dict(domain=d, judge=j, replicate=rep)
             theory.append(optimum_curve(dom, p_ref, r, theory_betas).assign(**keys))
@@ -799,64 +864,105 @@ def run_experiment(
             win_w = win_weights(p_ref, r)
             pairs = preference_pairs(p_ref, r, n_pairs, rng=seeds.rng(("pairs", rep, d, j)))
             for b in arm_betas[(d, j)]:
-                star = kl_regularised_optimum(p_ref, r, b)
-                kw = dict(win_w=win_w, optimum=star)
-                at = dict(beta=b, **keys)
-                exact.append(exact_metrics(dom, p_ref, p_ref, r, leak_ref, **kw).assign(stage="before", **at))
-                exact.append(exact_metrics(dom, star, p_ref, r, **kw).assign(stage="optimum", **at))
-                policy, log = train_dpo(
-                    ref,
-                    vocab,
-                    dom,
-                    pairs,
-                    beta=b,
-                    steps=dpo_steps,
-                    lr=lr,
-                    seed=seeds["dpo", rep, d, j, b],
-                    batch_size=batch_size,
-                    log_every=max(1, dpo_steps // 10),
-                )
-                training.append(log.assign(**at))
-                probs, leak = restrict(output_logprobs(policy, vocab, dom))
-                exact.append(exact_metrics(dom, probs, p_ref, r, leak, **kw).assign(stage="after", **at))
-                if b == beta:
-                    samples.append(before[d].assign(stage="before", **at))
-                    samples.append(measure(policy, vocab, dom, ("sample", rep, d, j)).assign(stage="after", **at))
-                    if rep == 0:
-                        top.append(top_outputs(dom, probs).assign(domain=d, judge=j, beta=b, stage="after"))
+                jobs.append(dict(kind="arm", rep=rep, d=d, j=j, b=b, r=r, win_w=win_w, pairs=pairs,
+                                 seed=seeds["dpo", rep, d, j, b], keys=keys, before=before[d]))  # fmt: skip
         for d in used if mix_lambdas else []:
-            dom = doms[d]
-            p_ref, leak_ref = ref_dist[d]
-            r_conv, r_dist = (judge_scale * judge_rewards(dom, j, p_ref, brevity=brevity) for j in JUDGES)
+            p_ref = ref_dist[d][0]
+            r_conv, r_dist = (judge_scale * judge_rewards(doms[d], j, p_ref, brevity=brevity) for j in JUDGES)
             for lam in mix_lambdas:
                 r = mixed_reward(r_conv, r_dist, lam)
-                at = dict(domain=d, lam=lam, beta=beta, replicate=rep)
                 pairs = preference_pairs(p_ref, r, n_pairs, rng=seeds.rng(("mix-pairs", rep, d, lam)))
-                policy, _ = train_dpo(
-                    ref, vocab, dom, pairs, beta=beta, steps=dpo_steps, lr=lr, seed=seeds["mix-dpo", rep, d, lam],
-                    batch_size=batch_size,
-                )  # fmt: skip
-                probs, leak = restrict(output_logprobs(policy, vocab, dom))
-                star = kl_regularised_optimum(p_ref, r, beta)
-                for stage, (q_, lk) in {
-                    "before": (p_ref, leak_ref),
-                    "after": (probs, leak),
-                    "optimum": (star, None),
-                }.items():
-                    mixed.append(exact_metrics(dom, q_, p_ref, r, lk).assign(stage=stage, **at))
+                jobs.append(dict(kind="mix", rep=rep, d=d, lam=lam, b=beta, r=r, win_w=win_weights(p_ref, r),
+                                 pairs=pairs, seed=seeds["mix-dpo", rep, d, lam]))  # fmt: skip
+
+    # 3. DPO: a GRU's jobs, every reference model and arm, run as one stacked model
+    log_every = max(1, dpo_steps // 10)
+    if stacked:
+        order = list(tables)
+        offset = dict(zip(order, np.cumsum([0] + [len(tables[d][0]) for d in order[:-1]])))
+        T = max(tables[d][0].shape[1] for d in order)
+        table = torch.cat([F.pad(tables[d][0], (0, T - tables[d][0].shape[1])) for d in order])
+        table_mask = torch.cat([F.pad(tables[d][1], (0, T - tables[d][1].shape[1])) for d in order])
+        ref_rows = torch.from_numpy(np.concatenate([ref_logp[d].reshape(n_references, -1) for d in order], axis=1))
+
+        def rows(job, column):
+            return (
+                offset[job["d"]]
+                + job["pairs"]["prompt"].to_numpy() * doms[job["d"]].n_outputs
+                + job["pairs"][column].to_numpy()
+            )
+
+        policy = ref_stack.select([job["rep"] for job in jobs])
+        logs = dpo_stacked(
+            policy, table, table_mask, ref_rows[[job["rep"] for job in jobs]],
+            [rows(job, "chosen") for job in jobs], [rows(job, "rejected") for job in jobs],
+            betas=[job["b"] for job in jobs], steps=dpo_steps, lr=lr, seeds=[job["seed"] for job in jobs],
+            batch_size=batch_size, log_every=log_every,
+        )  # fmt: skip
+        for d in used:
+            chains = [c for c, job in enumerate(jobs) if job["d"] == d]
+            if not chains:
+                continue
+            tok, mask = tables[d]
+            lp = stacked_logprobs(policy.select(chains), tok, mask, chunk=chunk_rows(len(chains), tok.shape[1], width))
+            for c, row in zip(chains, lp.numpy()):
+                jobs[c]["dist"] = restrict(row.reshape(doms[d].n_prompts, doms[d].n_outputs))
+        for c, job in enumerate(jobs):
+            job["log"] = logs[c]
+            if job["kind"] == "arm" and job["b"] == beta:
+                job["policy"] = policy.model(c)
+    else:
+        for job in jobs:
+            pol, job["log"] = train_dpo(
+                ref_models[job["rep"]], vocab, doms[job["d"]], job["pairs"], beta=job["b"], steps=dpo_steps, lr=lr,
+                seed=job["seed"], batch_size=batch_size, log_every=log_every,
+            )  # fmt: skip
+            job["dist"] = restrict(output_logprobs(pol, vocab, doms[job["d"]]))
+            job["policy"] = pol
+
+    # 4. measurements, in the order of the jobs
+    for job in jobs:
+        rep, d, b, r = job["rep"], job["d"], job["b"], job["r"]
+        dom = doms[d]
+        p_ref, leak_ref = dists[rep][d]
+        probs, leak = job["dist"]
+        star = kl_regularised_optimum(p_ref, r, b)
+        kw = dict(win_w=job["win_w"], optimum=star if job["kind"] == "arm" else None)
+        if job["kind"] == "mix":
+            at = dict(domain=d, lam=job["lam"], beta=b, replicate=rep)
+            for stage, (q_, lk) in {
+                "before": (p_ref, leak_ref),
+                "after": (probs, leak),
+                "optimum": (star, None),
+            }.items():
+                mixed.append(exact_metrics(dom, q_, p_ref, r, lk, **kw).assign(stage=stage, **at))
+            continue
+        at = dict(beta=b, **job["keys"])
+        exact.append(exact_metrics(dom, p_ref, p_ref, r, leak_ref, **kw).assign(stage="before", **at))
+        exact.append(exact_metrics(dom, star, p_ref, r, **kw).assign(stage="optimum", **at))
+        training.append(job["log"].assign(**at))
+        exact.append(exact_metrics(dom, probs, p_ref, r, leak, **kw).assign(stage="after", **at))
+        if b == beta:
+            samples.append(job["before"].assign(stage="before", **at))
+            samples.append(measure(job["policy"], vocab, dom, ("sample", rep, d, job["j"])).assign(stage="after", **at))
+            if rep == 0:
+                top.append(top_outputs(dom, probs).assign(domain=d, judge=job["j"], beta=b, stage="after"))
+    cpu = (time.process_time() - t_start) / n_references
+    for rep in range(n_references):
+        ref_dist = dists[rep]
         p_refs.update({(rep, d): ref_dist[d][0] for d in used})
         refs.append(
             {
                 "replicate": rep,
-                "n_parameters": lm.n_parameters(ref),
+                "n_parameters": lm.n_parameters(ref_models[rep]),
                 "vocab_size": len(vocab),
-                "pretrain_loss": float(pre_log["loss"].iloc[-1]),
+                "pretrain_loss": float(pre_loss[rep]),
                 **{f"leak_{d}": float(ref_dist[d][1].mean()) for d in ref_dist},
                 **{
                     f"kl_to_prior_{d}": float(metrics.kl_divergence(doms[d].prior, ref_dist[d][0]).mean())
                     for d in ref_dist
                 },
-                "cpu_seconds": time.process_time() - t0,
+                "cpu_seconds": cpu,
             }
         )
     id_vars = ["domain", "judge", "beta", "replicate", "stage", "prompt"]

@@ -20,8 +20,10 @@ accuracy on the clean OOD test set (the real distribution's rare outer segments)
 the ID test set, and the book's common tail measures (:data:`vanishing_tails.core.tails.COLUMNS`)
 of the training set's distribution over *outcomes* = (segment, label right or wrong): a
 wrong label is an outcome the real data never has (error mass), the real distribution's
-rarest segments are its q-tail. Arms differ only in ``real_fraction``; every arm of a
-replicate starts from the same generation-0 model.
+rarest segments are its q-tail. ``kl_from_start`` is measured from each replicate's own
+start, the outcome distribution of its generation-0 training set (:func:`kl_from_start`: 0 at
+generation 0). Arms differ only in ``real_fraction``; every arm of a replicate starts from the
+same generation-0 model and training set.
 Explained in :ref:`sec-quality-loop`.
 """
 
@@ -32,6 +34,7 @@ import math
 import numpy as np
 import pandas as pd
 import torch
+from scipy import special
 
 from vanishing_tails.core import tails
 
@@ -40,7 +43,7 @@ from . import grid, model, task
 EXPERIMENT = "quality-loop"
 MECHANISM = "tilt"  # the confidence filter tilts the data toward where the model is sure
 VALIDATION_SHARE = 0.25  # the held-out share the loop reports its quality on
-START_SMOOTHING = 1e-3  # the start distribution for kl_from_start: the real one, smoothed onto wrong labels
+START_SMOOTHING = 1e-3  # kl_from_start: both distributions mixed with this share of the uniform law
 LOOP_PARAMS = (
     "n_seeds",
     "budget",
@@ -84,6 +87,25 @@ def outcome_distribution(data: dict[str, torch.Tensor], *, n_segments: int) -> n
     counts = torch.zeros(seg.shape[0], 2 * n_segments, dtype=task.DTYPE)
     counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=task.DTYPE))
     return (counts / counts.sum(1, keepdim=True)).numpy()
+
+
+def kl_from_start(p: np.ndarray, start: np.ndarray, *, smoothing: float) -> np.ndarray:
+    """KL(p̃ ‖ s̃) in nats per row, with p̃ = (1 − ε) p + ε / K and s̃ likewise (ε = ``smoothing``,
+    ``K`` outcomes): the distance of each training set's outcome distribution ``p`` ``[B, K]``
+    from its replicate's start ``start`` ``[B, K]`` (the generation-0 training set's), both
+    mixed with the same share ε of the uniform law — an additive (Laplace-type) estimate, since
+    a finite training set leaves outcomes empty where the other has some and the plain KL would
+    be infinite. Zero exactly where ``p`` equals its start; finite, and by the joint convexity
+    of KL never above KL(p ‖ s).
+    Explained in :ref:`sec-quality-loop`.
+    """
+    if not 0 < smoothing < 1:
+        raise ValueError(f"smoothing must be in (0, 1); got {smoothing}")
+    p, start = np.asarray(p, dtype=float), np.asarray(start, dtype=float)
+    if p.shape != start.shape:
+        raise ValueError(f"p and start must have the same shape; got {p.shape} and {start.shape}")
+    k = p.shape[-1]
+    return special.rel_entr((1 - smoothing) * p + smoothing / k, (1 - smoothing) * start + smoothing / k).sum(-1)
 
 
 def _reflect(u: torch.Tensor) -> torch.Tensor:
@@ -164,12 +186,12 @@ def run_loop(
     real_kw = dict(real_sd=real_sd, amplitude=amplitude, period=period)
     fit_kw = dict(ridge=ridge, newton_steps=newton_steps)
     ref = outcome_reference(n_segments, real_sd=real_sd)
-    start = (1 - START_SMOOTHING) * ref + START_SMOOTHING / ref.size
     d_real = float(np.exp(-(ref[ref > 0] * np.log(ref[ref > 0])).sum()))
 
     g0 = task.generator(grid.substream(seed, 2))
     train0, val0 = _split(task.real_data(phase, total, **real_kw, seed=grid.substream(seed, 3)), budget, g0)
     theta0 = model.fit(model.features(train0["u"], train0["v"], n_segments=n_segments), train0["y"], **fit_kw)
+    start = outcome_distribution(train0, n_segments=n_segments)  # each replicate's step 0: KL 0 there
 
     frames = []
     arms = {"self-trained": real_fraction, "real-mixed": max(real_mix, real_fraction)}
@@ -188,7 +210,9 @@ def run_loop(
                 theta = model.fit(model.features(train["u"], train["v"], n_segments=n_segments), train["y"], **fit_kw)
             quality = model.accuracy(theta, val, n_segments=n_segments).numpy()
             p = outcome_distribution(train, n_segments=n_segments)
-            measures = tails.categorical_measures(p, ref, start, q=q, n=n_distinct, quality=quality)
+            measures = tails.categorical_measures(p, ref, ref, q=q, n=n_distinct, quality=quality)
+            # its KL column is from one law for all rows; the start is each replicate's own:
+            measures["kl_from_start"] = kl_from_start(p, start, smoothing=START_SMOOTHING)
             frames.append(
                 measures.assign(
                     experiment=EXPERIMENT,
@@ -230,8 +254,11 @@ def trajectory(
 ) -> pd.DataFrame:
     """The loop's common tail measures per arm, replicate and generation: the columns
     ``experiment, arm, replicate, step, mechanism`` and :data:`vanishing_tails.core.tails.COLUMNS`
-    (:func:`run_loop` with the same arguments, which the spec's presets set;
-    ``quality`` is the loop's reported quality).
+    (:func:`run_loop` with the same arguments, which the spec's presets set). Here ``support``
+    counts distinct (segment, label right/wrong) outcomes of the training set, ``q_tail_mass``
+    is its mass on the real distribution's rarest segments, ``error_mass`` its share of wrong
+    labels, ``kl_from_start`` the distance from the replicate's generation-0 training set
+    (:func:`kl_from_start`, 0 at step 0) and ``quality`` the loop's reported quality.
     Explained in :ref:`sec-quality-loop`.
     """
     frame = run_loop(

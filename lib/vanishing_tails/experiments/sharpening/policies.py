@@ -41,6 +41,7 @@ from torch import nn
 
 from vanishing_tails.core import metrics
 from vanishing_tails.core.lm import resolve_device
+from vanishing_tails.core.optim import Adam
 from vanishing_tails.core.rl import batch_repetition_penalty, group_advantages, policy_gradient_loss, ucb_bonus
 
 __all__ = [
@@ -518,9 +519,9 @@ def train_answer_policy(
     from pi(. | x); reward r_i = 1[a_i correct] (+ UCB bonus on the counts before this
     batch, + batch penalty); advantages A = group_advantages(r) (group-mean baseline, std-
     normalised unless ``normalize=False``); loss = -mean A_i log pi(a_i | x) - beta mean_x H;
-    one Adam step (lr ``lr``, no weight decay; ``lr = 0`` leaves every policy at the base
-    bit for bit, the chapter's null configuration). A group whose rewards are all equal has
-    A = 0 exactly and contributes no gradient.
+    one Adam step (:class:`vanishing_tails.core.optim.Adam`, lr ``lr``, no weight decay;
+    ``lr = 0`` leaves every policy at the base bit for bit, the chapter's null configuration).
+    A group whose rewards are all equal has A = 0 exactly and contributes no gradient.
 
     Every ``eval_every`` steps (and at the last) it records, per seed, the mean over the
     problems of each group — "solved", "unsolved" (training problems of each kind),
@@ -551,7 +552,7 @@ def train_answer_policy(
     device = task.features.device
     policy = AnswerPolicy(task, shared=arm.shared, frozen=arm.frozen)
     shared_params = [getattr(policy, n) for n in SHARED_PARAMETERS if getattr(policy, n).requires_grad]
-    opt = torch.optim.Adam([policy.theta, *shared_params], lr=lr)
+    opt = Adam([policy.theta, *shared_params], lr=lr)  # torch.optim.Adam's arithmetic, without its import cost
     gen = torch.Generator(device=device).manual_seed(int(seed))
 
     S, P, K, G = task.n_seeds, task.n_problems, task.n_answers, group_size
@@ -631,7 +632,7 @@ def train_answer_policy(
         if entropy_beta is not None:
             ent = -(logp_tr.exp() * logp_tr).sum(-1).mean(-1)
             loss = loss - entropy_beta * ent
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.sum().backward()
         opt.step()
 

@@ -37,14 +37,15 @@ def trajectory_function(name: str) -> Callable[..., pd.DataFrame]:
 
 
 def entry_kwargs(name: str, scale: str, *, n_seeds: int, q: float, null: bool) -> dict:
-    """The keyword arguments (all but ``seed``) of entry ``name`` at ``scale``: its preset sizes,
+    """The keyword arguments (all but ``seed``) of entry ``name`` at ``scale``: its preset sizes
+    (the sizes common to every scale, ``kwargs``, updated with the scale's own, ``scales[scale]``),
     each replicate argument at ``max(2, round(n_seeds × factor))``, the entry's own ``q`` or
     else ``q`` where its interface takes one, and its null overrides when ``null`` is true.
     ``full`` uses the ``book`` sizes.
     Explained in :ref:`sec-synthesis-interface`.
     """
     entry = ENTRIES[name]
-    kw = dict(entry["kwargs"]["book" if scale == "full" else scale])
+    kw = {**entry["kwargs"], **entry["scales"]["book" if scale == "full" else scale]}
     for arg, factor in entry["replicates"].items():
         kw[arg] = max(2, round(n_seeds * factor))
     if "q" in inspect.signature(trajectory_function(name)).parameters:

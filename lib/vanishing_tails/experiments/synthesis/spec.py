@@ -15,7 +15,8 @@ the one place where those sizes live. An entry is
 * ``split`` (optional) — arm-name prefix -> experiment name, where one call runs two models
   that are independent experiments; ``parametric`` (optional) — those of its experiments that
   refit a parametric family (whose tail mass is not a sum of martingale shares);
-* ``kwargs`` — every other size, per scale (``full`` reuses ``book``);
+* ``kwargs`` — every other size that is the same at every scale, and ``scales`` — per scale
+  (``smoke``, ``book``; ``full`` reuses ``book``) the sizes that differ, which override ``kwargs``;
 * ``null`` — the overrides under which nothing moves (a learning rate of 0, real data every
   generation, no refitting): this chapter's null configuration runs every entry with them;
 * ``baselines`` — the arms that apply the experiment's pressure with no intervention;
@@ -54,11 +55,10 @@ ENTRIES: dict[str, dict] = {
         "chapter": "01_tails_vanish_first",
         "module": "vanishing_tails.experiments.tails.trajectory",
         "replicates": {"word_chains": 3, "n_seeds": 10},  # word chains cost seconds, Gaussian chains nothing
-        "kwargs": {
-            "smoke": dict(top_n=5000, m=20000, word_generations=20, n=100, generations=60, temperature=0.9,
-                          real_fraction=0.0, real_fractions=[0.0, 0.02, 0.1, 0.5], n_support=100),
-            "book": dict(top_n=10000, m=50000, word_generations=40, n=100, generations=150, temperature=0.9,
-                         real_fraction=0.0, real_fractions=[0.0, 0.02, 0.1, 0.5], n_support=100),
+        "kwargs": dict(n=100, temperature=0.9, real_fraction=0.0, real_fractions=[0.0, 0.02, 0.1, 0.5], n_support=100),
+        "scales": {
+            "smoke": dict(top_n=5000, m=20000, word_generations=20, generations=60),
+            "book": dict(top_n=10000, m=50000, word_generations=40, generations=150),
         },
         "null": {"real_fraction": 1.0},
         "split": {"words-": "tails-words", "gauss-": "tails-gauss"},  # two models: two experiments
@@ -83,9 +83,10 @@ ENTRIES: dict[str, dict] = {
         "chapter": "02_model_families",
         "module": "vanishing_tails.experiments.families.mixture",
         "replicates": {"n_seeds": 2},
-        "kwargs": {
-            "smoke": dict(n=250, generations=10, real_fractions=[0.1, 0.5]),
-            "book": dict(n=250, generations=20, real_fractions=[0.1, 0.5]),
+        "kwargs": dict(n=250, real_fractions=[0.1, 0.5]),
+        "scales": {
+            "smoke": dict(generations=10),
+            "book": dict(generations=20),
         },
         "null": {"generations": 0},
         "baselines": ("replace",),
@@ -97,20 +98,67 @@ ENTRIES: dict[str, dict] = {
         ),
         "real_data": {"arms": {"replace": 0.0}, "fraction_list": [["real_fractions", "mix {:g}"]], "samples": "n"},
     },
+    # chapter 2's digit VAE retrained on its own samples: outcomes = a fixed classifier's classes + "atypical"
+    "families-vae": {
+        "chapter": "02_model_families",
+        "module": "vanishing_tails.experiments.families.vae",
+        "replicates": {"n_seeds": 0.5},  # a chain is a VAE trained every generation (seconds each)
+        "kwargs": dict(class_decay=0.7, real_fractions=[0.25, 0.5], real_fraction=0.0),
+        "scales": {
+            "smoke": dict(n=200, generations=3, steps=100, hidden=32, latent=4, batch_size=64, n_measure=200),
+            "book": dict(n=400, generations=5, steps=200, hidden=64, latent=8, batch_size=128, n_measure=300),
+        },
+        # no refitting: with real data every generation (real_fraction 1) a tiny VAE's refits still
+        # differ by more than the null's tolerance (support, error mass) at smoke
+        "null": {"generations": 0},
+        "baselines": ("replace",),
+        "interventions": (
+            ("accumulate", "replace", "accumulate (VAE)"),
+            ("mix 0.25", "replace", "fresh real data 0.25 (VAE)"),
+            ("mix 0.5", "replace", "fresh real data 0.5 (VAE)"),
+        ),
+        "real_data": {
+            "arms": {"replace": 0.0},
+            "fraction_list": [["real_fractions", "mix {:g}"]],
+            "floor": "real_fraction",
+            "samples": "n",
+        },
+    },
+    # chapter 2's character LM retrained on its own text: outcomes = the corpus's word types + "non-word"
+    "families-lm": {
+        "chapter": "02_model_families",
+        "module": "vanishing_tails.experiments.families.charlm",
+        "replicates": {"n_seeds": 0.375},  # a chain is a GRU trained every generation (seconds each)
+        "kwargs": dict(temperature=0.7, batch_size=32, real_fractions=[0.25, 0.5], real_fraction=0.0),
+        "scales": {
+            "smoke": dict(n=128, generations=2, steps=30, d_hidden=32, n_measure=100, max_chars=24),
+            "book": dict(n=300, generations=3, steps=50, d_hidden=48, n_measure=200, max_chars=32),
+        },
+        "null": {"generations": 0},  # no refitting (as the VAE: refits on real data differ at these sizes)
+        "baselines": ("T = 1", "T = 0.7"),  # sampled at temperature 1 (error) and below it (tilt)
+        "interventions": (
+            ("mix 0.25", "T = 1", "fresh real data 0.25 (LM)"),
+            ("mix 0.5", "T = 1", "fresh real data 0.5 (LM)"),
+        ),
+        "real_data": {
+            "arms": {"T = 1": 0.0},
+            "fraction_list": [["real_fractions", "mix {:g}"]],
+            "floor": "real_fraction",
+            "samples": "n",
+        },
+    },
     "sharpening": {
         "chapter": "03_sharpening_spreads",
         "module": "vanishing_tails.experiments.sharpening.policies",
         "replicates": {"n_seeds": 1},
-        "kwargs": {
-            "smoke": dict(
-                n_solved=32, n_unsolved=32, n_held_out=32, n_answers=16, n_features=8, n_hidden=8, base_scale=2.0,
-                p_unsolved=1e-3, group_size=8, steps=100, lr=0.05, normalize=True, ucb_c=1.0, batch_c=1.0,
-                entropy_beta=0.1, eval_every=10, n_distinct=16,
-            ),
+        "kwargs": dict(
+            base_scale=2.0, p_unsolved=0.001, group_size=8, lr=0.05, normalize=True, ucb_c=1.0, batch_c=1.0,
+            entropy_beta=0.1, eval_every=10, n_distinct=16,
+        ),
+        "scales": {
+            "smoke": dict(n_solved=32, n_unsolved=32, n_held_out=32, n_answers=16, n_features=8, n_hidden=8, steps=100),
             "book": dict(
-                n_solved=128, n_unsolved=128, n_held_out=128, n_answers=32, n_features=16, n_hidden=16,
-                base_scale=2.0, p_unsolved=1e-3, group_size=8, steps=200, lr=0.05, normalize=True, ucb_c=1.0,
-                batch_c=1.0, entropy_beta=0.1, eval_every=10, n_distinct=16,
+                n_solved=128, n_unsolved=128, n_held_out=128, n_answers=32, n_features=16, n_hidden=16, steps=200,
             ),
         },
         "null": {"lr": 0.0},
@@ -127,16 +175,18 @@ ENTRIES: dict[str, dict] = {
         "module": "vanishing_tails.experiments.formats.trajectory",
         "replicates": {"n_pretrain": 0.67},  # pretrained models are the expensive replicate
         "q": 0.2,  # three formats at 0.4 / 0.4 / 0.2: a smaller q-tail would be empty
-        "kwargs": {
+        "kwargs": dict(
+            betas=[0.02, 0.3], proportions=[0.4, 0.4, 0.2], n_ops=2, slip=0.05, code_misreads=['eats'], n_layers=1,
+            group_size=8,
+        ),
+        "scales": {
             "smoke": dict(
-                betas=[0.02, 0.3], proportions=[0.4, 0.4, 0.2], n_ops=2, max_value=9, max_operand=4, slip=0.05,
-                code_misreads=["eats"], d_model=16, n_layers=1, n_heads=2, pretrain_steps=150, pretrain_batch=32,
-                n_corpus=2000, n_rl=40, rl_steps=10, batch_problems=4, group_size=8, rl_lr=3e-3, n_probe=32,
+                max_value=9, max_operand=4, d_model=16, n_heads=2, pretrain_steps=150, pretrain_batch=32, n_corpus=2000,
+                n_rl=40, rl_steps=10, batch_problems=4, rl_lr=0.003, n_probe=32,
             ),
             "book": dict(
-                betas=[0.02, 0.3], proportions=[0.4, 0.4, 0.2], n_ops=2, max_value=14, max_operand=7, slip=0.05,
-                code_misreads=["eats"], d_model=32, n_layers=1, n_heads=4, pretrain_steps=400, pretrain_batch=64,
-                n_corpus=20000, n_rl=480, rl_steps=40, batch_problems=12, group_size=8, rl_lr=1e-3, n_probe=64,
+                max_value=14, max_operand=7, d_model=32, n_heads=4, pretrain_steps=400, pretrain_batch=64,
+                n_corpus=20000, n_rl=480, rl_steps=40, batch_problems=12, rl_lr=0.001, n_probe=64,
             ),
         },
         "null": {"rl_lr": 0.0},
@@ -148,17 +198,13 @@ ENTRIES: dict[str, dict] = {
         "chapter": "05_what_the_reward_pays_for",
         "module": "vanishing_tails.experiments.preference.tuning",
         "replicates": {"n_seeds": 0.4},  # independently pretrained reference models: the expensive replicate
-        "kwargs": {
-            "smoke": dict(
-                n_prompts=2, valid_share=0.5, corpus_size=1000, pretrain_steps=40, n_pairs=32, dpo_steps=10,
-                dpo_lr=3e-3, betas=[1.0], brevity=0.0, judge_scale=1.0, eval_every=5, n_support=100, arch="gru",
-                device="cpu",
-            ),
-            "book": dict(
-                n_prompts=3, valid_share=0.5, corpus_size=4000, pretrain_steps=150, n_pairs=128, dpo_steps=40,
-                dpo_lr=3e-3, betas=[1.0], brevity=0.0, judge_scale=1.0, eval_every=20, n_support=100, arch="gru",
-                device="cpu",
-            ),
+        "kwargs": dict(
+            valid_share=0.5, dpo_lr=0.003, betas=[1.0], brevity=0.0, judge_scale=1.0, n_support=100, arch='gru',
+            device='cpu',
+        ),
+        "scales": {
+            "smoke": dict(n_prompts=2, corpus_size=1000, pretrain_steps=40, n_pairs=32, dpo_steps=10, eval_every=5),
+            "book": dict(n_prompts=3, corpus_size=4000, pretrain_steps=150, n_pairs=128, dpo_steps=40, eval_every=20),
         },
         "null": {"dpo_lr": 0.0},
         "baselines": ("code: convergent judge, β=1", "creative: convergent judge, β=1"),
@@ -172,16 +218,18 @@ ENTRIES: dict[str, dict] = {
         "chapter": "06_search_breadth",
         "module": "vanishing_tails.experiments.search.training",
         "replicates": {"n_seeds": 1},
-        "kwargs": {
+        "kwargs": dict(
+            narrow_share=0.8, d_model=16, n_layers=1, n_heads=2, sft_lr=0.003, rl_lr=0.003, group_size=8,
+            questions_per_step=8, entropy_beta=0.3, kl_beta=0.0, n_distinct=16,
+        ),
+        "scales": {
             "smoke": dict(
-                n_entities=16, n_held_out=4, n_values=8, narrow_share=0.8, n_demos=128, d_model=16, n_layers=1,
-                n_heads=2, sft_steps=60, sft_lr=3e-3, batch_size=32, rl_steps=24, rl_lr=3e-3, group_size=8,
-                questions_per_step=8, entropy_beta=0.3, kl_beta=0.0, eval_every=8, n_eval=12, k=8, n_distinct=16,
+                n_entities=16, n_held_out=4, n_values=8, n_demos=128, sft_steps=60, batch_size=32, rl_steps=24,
+                eval_every=8, n_eval=12, k=8,
             ),
             "book": dict(
-                n_entities=24, n_held_out=8, n_values=10, narrow_share=0.8, n_demos=256, d_model=16, n_layers=1,
-                n_heads=2, sft_steps=100, sft_lr=3e-3, batch_size=64, rl_steps=60, rl_lr=3e-3, group_size=8,
-                questions_per_step=8, entropy_beta=0.3, kl_beta=0.0, eval_every=15, n_eval=16, k=16, n_distinct=16,
+                n_entities=24, n_held_out=8, n_values=10, n_demos=256, sft_steps=100, batch_size=64, rl_steps=60,
+                eval_every=15, n_eval=16, k=16,
             ),
         },
         "null": {"rl_lr": 0.0},
@@ -196,17 +244,13 @@ ENTRIES: dict[str, dict] = {
         "chapter": "07_quality_hides_diversity",
         "module": "vanishing_tails.experiments.quality.loop",
         "replicates": {"n_seeds": 4},  # a second each: its noisy tail mass gets more replicates
-        "kwargs": {
-            "smoke": dict(
-                budget=256, generations=5, n_segments=10, n_core=4, keep=0.5, jitter=0.05, real_sd=0.4,
-                real_fraction=0.0, real_mix=0.5, amplitude=0.8, period=1.0, ridge=1.0, newton_steps=10, n_test=300,
-                n_distinct=100,
-            ),
-            "book": dict(
-                budget=256, generations=10, n_segments=10, n_core=4, keep=0.5, jitter=0.05, real_sd=0.4,
-                real_fraction=0.0, real_mix=0.5, amplitude=0.8, period=1.0, ridge=1.0, newton_steps=15, n_test=1000,
-                n_distinct=100,
-            ),
+        "kwargs": dict(
+            budget=256, n_segments=10, n_core=4, keep=0.5, jitter=0.05, real_sd=0.4, real_fraction=0.0, real_mix=0.5,
+            amplitude=0.8, period=1.0, ridge=1.0, n_distinct=100,
+        ),
+        "scales": {
+            "smoke": dict(generations=5, newton_steps=10, n_test=300),
+            "book": dict(generations=10, newton_steps=15, n_test=1000),
         },
         "null": {"real_fraction": 1.0, "real_mix": 1.0},
         "baselines": ("self-trained",),
@@ -221,15 +265,13 @@ ENTRIES: dict[str, dict] = {
         "chapter": "08_paying_for_the_tails",
         "module": "vanishing_tails.experiments.darling.training",
         "replicates": {"n_seeds": 1},
-        "kwargs": {
-            "smoke": dict(
-                n_prompts=4, valid_share=0.5, group_size=8, steps=150, lr=1.0, beta=0.0, additive_weight=1.0,
-                lexical_threshold=0.5, n_pairs=200, ridge=1.0, n_distinct=16, eval_every=50, null_partition=False,
-            ),
-            "book": dict(
-                n_prompts=6, valid_share=0.5, group_size=8, steps=400, lr=1.0, beta=0.0, additive_weight=1.0,
-                lexical_threshold=0.5, n_pairs=300, ridge=1.0, n_distinct=16, eval_every=50, null_partition=False,
-            ),
+        "kwargs": dict(
+            valid_share=0.5, group_size=8, lr=1.0, beta=0.0, additive_weight=1.0, lexical_threshold=0.5, ridge=1.0,
+            n_distinct=16, eval_every=50, null_partition=False,
+        ),
+        "scales": {
+            "smoke": dict(n_prompts=4, steps=150, n_pairs=200),
+            "book": dict(n_prompts=6, steps=400, n_pairs=300),
         },
         "null": {"lr": 0.0},
         "baselines": ("code: quality only", "creative: quality only"),
@@ -243,11 +285,10 @@ ENTRIES: dict[str, dict] = {
         "chapter": "09_coverage_by_construction",
         "module": "vanishing_tails.experiments.coverage.generator",
         "replicates": {"n_seeds": 4},  # milliseconds
-        "kwargs": {
-            "smoke": dict(branching=[4, 4, 4], zipf_a=1.0, refit_m=2000, refit_generations=5, gen_temperature=0.9,
-                          budget=1024),
-            "book": dict(branching=[4, 5, 5], zipf_a=1.0, refit_m=2000, refit_generations=8, gen_temperature=0.9,
-                         budget=1600),
+        "kwargs": dict(zipf_a=1.0, refit_m=2000, gen_temperature=0.9),
+        "scales": {
+            "smoke": dict(branching=[4, 4, 4], refit_generations=5, budget=1024),
+            "book": dict(branching=[4, 5, 5], refit_generations=8, budget=1600),
         },
         "null": {"refit_generations": 0},
         "baselines": ("generator",),
@@ -259,11 +300,10 @@ ENTRIES: dict[str, dict] = {
         "chapter": "09_coverage_by_construction",
         "module": "vanishing_tails.experiments.coverage.generator",
         "replicates": {"n_seeds": 8},  # a martingale's spread is wide, and this entry costs milliseconds
-        "kwargs": {
-            "smoke": dict(branching=[4, 4, 4], zipf_a=1.0, refit_m=2000, refit_generations=10, gen_temperature=1.0,
-                          budget=1024),
-            "book": dict(branching=[4, 5, 5], zipf_a=1.0, refit_m=3000, refit_generations=12, gen_temperature=1.0,
-                         budget=1600),
+        "kwargs": dict(zipf_a=1.0, gen_temperature=1.0),
+        "scales": {
+            "smoke": dict(branching=[4, 4, 4], refit_m=2000, refit_generations=10, budget=1024),
+            "book": dict(branching=[4, 5, 5], refit_m=3000, refit_generations=12, budget=1600),
         },
         "null": {"refit_generations": 0},
         "baselines": ("generator",),
@@ -351,6 +391,9 @@ SPEC = ChapterSpec(
             _TAIL,
             _UNIT,
             source="finding",
+            # Held with the mixture alone (0.59 [0.22, 0.98]); the VAE loses its rare digits instead
+            # (−0.40), so over the three error experiments the sign is not decided at book.
+            expected="inconclusive",
         ),
         ClaimSpec(
             "resampling-keeps-mass",
@@ -376,6 +419,9 @@ SPEC = ChapterSpec(
             _TAIL,
             _UNIT,
             source="finding",
+            # Held with the mixture alone (0.59 [0.22, 0.98]); the VAE loses its rare digits instead
+            # (−0.40), so over the three error experiments the sign is not decided at book.
+            expected="inconclusive",
         ),
         ClaimSpec(
             "resampling-removes-outcomes",
@@ -401,7 +447,10 @@ SPEC = ChapterSpec(
             _PROB,
             _UNIT,
             source="theory",
-            expected="fails",  # at book the error mass grows by 0.017 [0.003, 0.036]
+            # Set to "fails" when the mixture was the only error experiment (0.017 [0.003, 0.036] at
+            # book); with chapter 2's VAE (+0.39) and LM (+0.08) added, the three experiments disagree
+            # in size and the interval over experiments straddles δ on both dev seeds at book.
+            expected="inconclusive",
         ),
         ClaimSpec(
             "error-overfills-tail",
@@ -414,6 +463,9 @@ SPEC = ChapterSpec(
             _TAIL,
             _UNIT,
             source="finding",
+            # Held with the mixture alone (0.59 [0.22, 0.98]); the VAE loses its rare digits instead
+            # (−0.40), so over the three error experiments the sign is not decided at book.
+            expected="inconclusive",
         ),
         ClaimSpec(
             "interventions-keep-tails",

@@ -1,0 +1,157 @@
+"""The winner-flip sweep of chapter 4: does the format RL amplifies change with the pretraining budget?
+
+Zhao et al. 2025 (``zhao2025echo``, "Echo Chamber") report that which format RL amplifies
+changes with the model's scale. In
+the chapter's toy a flip needs a model whose arithmetic formats (bare, steps) are more
+accurate than code, whose corpus carries a systematic bug. :func:`winner_flip` pretrains
+``n_pretrain`` models of one size for every pretraining budget (steps) and every corpus
+mixture of a grid, runs the chapter's weak-KL RL for one pass over the RL problems from each,
+and records per pretrained model
+
+* the accuracy of each format before RL on the held-out evaluation problems (sampled, as
+  :func:`vanishing_tails.experiments.formats.echo.evaluate`) and the most accurate format,
+  :math:`\\arg\\max_f a_f`;
+* the exact share of each format, :math:`p_f = \\sum_{t \\in f}\\pi(t\\mid x)` over the first
+  completion token, on the RL batches, averaged over the last five steps of the first pass,
+  and the winner :math:`\\arg\\max_f p_f` (the quantity of the chapter's claim
+  ``one-format-first-pass``).
+
+The streams are the chapter's (:func:`vanishing_tails.experiments.formats.echo.experiment`):
+model ``j`` of a cell is pretrained from ``("pretrain", size, j)``, trained with RL from
+``("rl", size, j, 0)`` and evaluated from ``("eval", size, j)``, on the problems of
+``"problems"``; so the cell at the chapter's own budget and mixture reuses its cached
+checkpoints and repeats its first pass exactly. Every budget's models are pretrained as one
+stack and all cells' RL runs are one stack. Explained in :ref:`sec-formats-flip`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from vanishing_tails.core.checks import check_beta
+from vanishing_tails.core.lm import Stack
+from vanishing_tails.core.seeds import streams
+
+from . import echo
+from . import task as fm
+
+LAST = 5  # steps at the end of the first pass over which the shares are averaged
+
+
+def steps_mixture(base: Sequence[float], steps_share: float, *, name: str = "flip_steps_shares") -> np.ndarray:
+    """The mixture with the steps format at ``steps_share``: code keeps its share in ``base``
+    (:data:`FORMATS` order) and bare gets the rest, ``1 - steps_share - code``.
+
+    A share that leaves bare negative is refused with a ValueError naming ``name``.
+    Explained in :ref:`sec-formats-flip`.
+    """
+    base = np.asarray(base, dtype=float)
+    code = base[fm.FORMATS.index("code")]
+    bare = 1.0 - steps_share - code
+    if not 0.0 <= steps_share <= 1.0 or bare < -1e-9:
+        raise ValueError(
+            f"parameter {name!r}: a steps share must lie in [0, 1 - code's share {code:g}]; got {steps_share:g}"
+        )
+    out = np.zeros(len(fm.FORMATS))
+    out[fm.FORMATS.index("steps")], out[fm.FORMATS.index("code")] = steps_share, code
+    out[fm.FORMATS.index("bare")] = max(bare, 0.0)
+    return out
+
+
+def winner_flip(
+    task: fm.Task,
+    mixtures: Sequence[Sequence[float]],
+    budgets: Sequence[int],
+    size: echo.ModelSize,
+    beta: float,
+    *,
+    n_pretrain: int,
+    seed: int,
+    pretrain_batch: int,
+    n_corpus: int,
+    n_rl: int,
+    n_eval: int,
+    eval_samples: int,
+    batch_problems: int,
+    group_size: int,
+    rl_lr: float,
+    cache_dir=None,
+    device="cpu",
+) -> pd.DataFrame:
+    """The sweep: one row per pretraining budget x mixture x pretrained model.
+
+    ``mixtures`` are weights over :data:`FORMATS`; ``budgets`` pretraining steps (batch
+    ``pretrain_batch``, corpus ``n_corpus``); RL is one pass, ``n_rl // batch_problems``
+    steps, at KL strength ``beta`` (:func:`vanishing_tails.experiments.formats.echo.rl_run`).
+    Columns: ``pretrain_steps``, ``mixture`` (its index), ``steps_share``, ``pretrain``,
+    ``pretrain_loss``, ``acc_<format>`` and ``p0_<format>`` (accuracy and exact share before
+    RL, held-out problems), ``share_<format>`` (exact share over the last five steps of the
+    first pass, RL batches), ``most_accurate``, ``winner`` and ``winner_share``. Explained in :ref:`sec-formats-flip`.
+    """
+    beta = check_beta(beta, "betas")
+    mixtures = [fm.check_proportions(m, formats=fm.FORMATS, name="flip_steps_shares") for m in mixtures]
+    budgets = [int(b) for b in budgets]
+    if n_pretrain < 1 or not budgets or not mixtures or min(budgets) < 1:
+        raise ValueError("winner_flip needs n_pretrain >= 1 and at least one budget (>= 1 step) and one mixture")
+    spp = n_rl // batch_problems
+    if spp < LAST:
+        raise ValueError(f"one pass over the RL problems must last >= {LAST} steps; got n_rl // batch_problems = {spp}")
+    s = streams(seed)
+    rl_set, ev_set, _ = echo.problem_sets(task, n_rl=n_rl, n_eval=n_eval, seed=s["problems"])
+    cells = [(b, i, j) for b in budgets for i in range(len(mixtures)) for j in range(n_pretrain)]
+    states, losses = [], []
+    for b in budgets:
+        cfgs = [
+            echo.PretrainConfig(
+                task,
+                tuple(mixtures[i]),
+                size,
+                n_corpus=n_corpus,
+                steps=b,
+                batch_size=pretrain_batch,
+                seed=s["pretrain", size.name, j],
+            )
+            for bb, i, j in cells
+            if bb == b
+        ]
+        refs, infos = echo.pretrain(cfgs, cache_dir=cache_dir, device=device)
+        states += [refs.state_dict(m) for m in range(len(refs))]
+        losses += [info["loss"] for info in infos]
+    refs = Stack.from_state_dicts(states, size, device)
+    eval_seeds = [s["eval", size.name, j] for _, _, j in cells]
+    before = echo.evaluate(task, refs, ev_set, samples=eval_samples, seeds=eval_seeds, ks=(1,))
+    cfg = echo.RLConfig(steps=spp, batch_problems=batch_problems, group_size=group_size, lr=rl_lr)
+    st, _ = echo.rl_run(
+        task,
+        refs,
+        rl_set,
+        cfg,
+        betas=[beta] * len(cells),
+        seeds=[s["rl", size.name, j, 0] for _, _, j in cells],
+        ks=(1,),
+    )
+    w = echo.wide(st[st.step >= spp - LAST], ["replica", "step"])
+    late = w.groupby("replica")[[f"p_{f}" for f in fm.FORMATS]].mean().sort_index().to_numpy()
+    rows = []
+    for m, (b, i, j) in enumerate(cells):
+        acc = np.array([before.rows[m][f"acc_{f}"] for f in fm.FORMATS])
+        win = int(np.argmax(late[m]))
+        rows.append(
+            {
+                "pretrain_steps": b,
+                "mixture": i,
+                "steps_share": float(mixtures[i][fm.FORMATS.index("steps")]),
+                "pretrain": j,
+                "pretrain_loss": losses[m],
+                **{f"acc_{f}": float(a) for f, a in zip(fm.FORMATS, acc)},
+                **{f"p0_{f}": before.rows[m][f"p_{f}"] for f in fm.FORMATS},
+                **{f"share_{f}": float(p) for f, p in zip(fm.FORMATS, late[m])},
+                "most_accurate": fm.FORMATS[int(np.nanargmax(np.nan_to_num(acc, nan=-1.0)))],
+                "winner": fm.FORMATS[win],
+                "winner_share": float(late[m, win]),
+            }
+        )
+    return pd.DataFrame(rows)
