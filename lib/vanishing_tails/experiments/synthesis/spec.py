@@ -391,9 +391,6 @@ SPEC = ChapterSpec(
             _TAIL,
             _UNIT,
             source="finding",
-            # Held with the mixture alone (0.59 [0.22, 0.98]); the VAE loses its rare digits instead
-            # (−0.40), so over the three error experiments the sign is not decided at book.
-            expected="inconclusive",
         ),
         ClaimSpec(
             "resampling-keeps-mass",
@@ -419,9 +416,6 @@ SPEC = ChapterSpec(
             _TAIL,
             _UNIT,
             source="finding",
-            # Held with the mixture alone (0.59 [0.22, 0.98]); the VAE loses its rare digits instead
-            # (−0.40), so over the three error experiments the sign is not decided at book.
-            expected="inconclusive",
         ),
         ClaimSpec(
             "resampling-removes-outcomes",
