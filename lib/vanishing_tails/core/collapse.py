@@ -54,6 +54,19 @@ def check_regime(regime: str, real_fraction: float) -> None:
         raise ValueError(f"real_fraction applies to regime 'mix' only; got regime {regime!r}")
 
 
+def _check_tail_q(q: float) -> None:
+    if not 0 < q < 0.5:
+        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+
+
+def _check_fractions(**fractions: Any) -> None:
+    """Each value (a fraction, or a list of them) must lie in [0, 1]; the error names its parameter."""
+    for name, values in fractions.items():
+        for v in values if isinstance(values, (list, tuple)) else [values]:
+            if not 0 <= v <= 1:
+                raise ValueError(f"{name} must lie in [0, 1]; got {v!r}")
+
+
 def _check_sizes(**sizes: Any) -> None:
     for name, (value, low) in sizes.items():
         if not isinstance(value, (int, np.integer)) or value < low:

@@ -608,11 +608,8 @@ def trajectory(
         n_measure=(n_measure, 10),
     )
     collapse._check_temperature(temperature)
-    if not 0 < q < 0.5:
-        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
-    for name, v in [("real_fraction", real_fraction), *[("real_fractions", rf) for rf in real_fractions]]:
-        if not 0 <= v <= 1:
-            raise ValueError(f"{name} must lie in [0, 1]; got {v!r}")
+    collapse._check_tail_q(q)
+    collapse._check_fractions(real_fraction=real_fraction, real_fractions=list(real_fractions))
     c = corpus(max_chars)
     vocab, law = c.vocab, word_law(max_chars)
     K = len(law)

@@ -139,8 +139,7 @@ def reference_constants(q: float, cells: int = 600) -> tuple[float, np.ndarray]:
     P_0(R_k) the real mass of each component's region. Deterministic (no Monte Carlo).
     Explained in :ref:`sec-families-mixture`.
     """
-    if not 0 < q < 0.5:
-        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+    collapse._check_tail_q(q)
     xs = np.linspace(-12.0, 12.0, cells)
     ys = np.linspace(-10.0, 16.0, cells)
     area = (xs[1] - xs[0]) * (ys[1] - ys[0])
@@ -348,8 +347,7 @@ def mixture_chains(
         n_measure=(n_measure, 10),
         pr_points=(pr_points, 0),
     )
-    if not 0 < q < 0.5:
-        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+    collapse._check_tail_q(q)
     if 0 < pr_points <= PR_K or pr_points > n_measure:
         raise ValueError(f"pr_points must be 0 or an integer in ({PR_K}, n_measure = {n_measure}]; got {pr_points!r}")
     snapshots: dict[int, np.ndarray] = {}
@@ -508,11 +506,8 @@ def trajectory(
     from vanishing_tails.core.seeds import streams
 
     collapse._check_sizes(n=(n, 10), generations=(generations, 0), n_seeds=(n_seeds, 1))
-    if not 0 < q < 0.5:
-        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
-    for rf in real_fractions:
-        if not 0 <= rf <= 1:
-            raise ValueError(f"real_fractions must lie in [0, 1]; got {rf!r}")
+    collapse._check_tail_q(q)
+    collapse._check_fractions(real_fractions=list(real_fractions))
     base = streams(seed)["mixture-trajectory"]
     arms = [("replace", "replace", 0.0), ("accumulate", "accumulate", 0.0)]
     arms += [("accumulate-subsample", "accumulate-subsample", 0.0)]

@@ -347,8 +347,7 @@ def vae_members(
     for d in class_decays:
         if not 0 < d <= 1:
             raise ValueError(f"class_decay must lie in (0, 1]; got {d!r}")
-    if not 0 < q < 0.5:
-        raise ValueError(f"q must lie in (0, 0.5); got {q!r}")
+    collapse._check_tail_q(q)
     if not arms:
         raise ValueError("arms must name at least one arm")
     X, y = data.digits()
@@ -486,11 +485,7 @@ def trajectory(
     from vanishing_tails.core.seeds import streams
     from vanishing_tails.core.tails import COLUMNS
 
-    if not 0 <= real_fraction <= 1:
-        raise ValueError(f"real_fraction must lie in [0, 1]; got {real_fraction!r}")
-    for rf in real_fractions:
-        if not 0 <= rf <= 1:
-            raise ValueError(f"real_fractions must lie in [0, 1]; got {rf!r}")
+    collapse._check_fractions(real_fraction=real_fraction, real_fractions=list(real_fractions))
     floor = float(real_fraction)
     base = "mix" if floor > 0 else None
     arms = [("replace", base or "replace", floor), ("accumulate", "accumulate" if floor == 0 else "mix", floor)]
