@@ -45,6 +45,18 @@ def test_paired_and_welch_differences():
         stats.difference_interval(a, b[:3], paired=True)
 
 
+def test_no_spread_gives_no_interval_in_every_form():
+    """Replicates that all agree (a measure at its floor) leave the interval undefined, so the
+    claim is inconclusive, whether the difference is paired or Welch."""
+    zeros = np.zeros(8)
+    for iv in (
+        stats.mean_interval(zeros),
+        stats.difference_interval(zeros, zeros, paired=True),
+        stats.difference_interval(zeros, zeros, paired=False),
+    ):
+        assert iv.estimate == 0.0 and iv.se == 0.0 and math.isnan(iv.low) and math.isnan(iv.high)
+
+
 def test_bootstrap_interval_resamples_replicates_reproducibly():
     x = np.arange(20.0)
     one = stats.bootstrap_interval(x, np.median, seed=5)

@@ -516,6 +516,19 @@ def test_cache_returns_identical_weights_and_is_keyed_on_config(tmp_path):
     assert tiny_cfg(size=echo.ModelSize("other name", 16, 1, 2)).key() == cfg.key()
 
 
+def test_a_snapshot_is_the_shorter_budget_bit_for_bit(tmp_path):
+    """A constant learning rate makes a shorter budget a prefix of a longer one: the weights
+    a long run leaves in the cache at a snapshot equal a run trained for that many steps."""
+    long_cfg, short_cfg = tiny_cfg(steps=12), tiny_cfg(steps=5)
+    _, info = echo.pretrain([long_cfg], cache_dir=tmp_path, snapshots=(5, 12, 40))
+    assert (tmp_path / f"{short_cfg.key()}.pt").exists() and len(list(tmp_path.iterdir())) == 2
+    served, served_info = echo.pretrain([short_cfg], cache_dir=tmp_path)
+    trained, trained_info = echo.pretrain([short_cfg], cache_dir=False)
+    assert served_info[0]["cached"] and not trained_info[0]["cached"]
+    assert torch.equal(_weights(served), _weights(trained))
+    assert served_info[0]["loss"] == trained_info[0]["loss"]
+
+
 def test_the_cache_key_covers_the_vocabulary_and_the_trainer():
     files = {p.name for p in echo._code_files()}
     assert {"task.py", "vocab.py", "echo.py", "lm.py"} <= files
@@ -705,6 +718,9 @@ def test_steps_mixture_keeps_code_and_refuses_a_share_that_leaves_bare_negative(
     np.testing.assert_allclose(flip.steps_mixture([0.4, 0.4, 0.2], 0.4), [0.4, 0.4, 0.2])
     with pytest.raises(ValueError, match="flip_steps_shares"):
         flip.steps_mixture([0.4, 0.4, 0.2], 0.9)
+    # the sweep's cell at the chapter's own mixture names the chapter's checkpoints (0.6 - 0.2 != 0.4)
+    same = flip.steps_mixture([0.4, 0.4, 0.2], 0.4)
+    assert tiny_cfg(proportions=tuple(same)).key() == tiny_cfg(proportions=(0.4, 0.4, 0.2)).key()
     with pytest.raises(ValueError, match="flip_steps_shares"):
         SPEC.resolve(scale="smoke", flip_steps_shares=[0.9])
     with pytest.raises(ValueError, match="flip_n_rl"):
@@ -749,3 +765,25 @@ def test_winner_flip_repeats_the_chapter_experiment_and_ignores_the_rest_of_the_
     ev = echo.wide(res["evals"], ["pretrain", "when"])
     acc = ev[ev.when == "before"].sort_values("pretrain")[[f"acc_{f}" for f in fm.FORMATS]].to_numpy()
     np.testing.assert_allclose(cell[[f"acc_{f}" for f in fm.FORMATS]].to_numpy(), acc)
+
+
+def test_flip_summary_reads_a_flip_and_its_absence():
+    """The sweep's reading: a cell winner that changes with the budget is a flip, told in
+    words; a sweep where one format always wins has none; counts come from the rows."""
+    rows = []
+    for b, winner in ((100, "code"), (400, "steps")):
+        for j in range(3):
+            acc = {"bare": 0.2, "steps": 0.5 if winner == "steps" else 0.1, "code": 0.3 + 0.01 * j}
+            rows.append({"pretrain_steps": b, "steps_share": 0.4, "pretrain": j, "winner": winner,
+                         "most_accurate": max(acc, key=acc.get), **{f"acc_{f}": a for f, a in acc.items()},
+                         **{f"share_{f}": 0.9 if f == winner else 0.05 for f in fm.FORMATS}})  # fmt: skip
+    sweep = pd.DataFrame(rows)
+    read = flip.summarise(sweep, 3)
+    assert read["flips"] == ["with steps at 40% of the corpus the winner goes code (100 steps) → steps (400 steps)"]
+    assert read["agree"] == 6 and read["n_models"] == 6
+    assert read["best_cell"]["pretraining steps"] == 400 and read["best_gap"].estimate > 0
+    assert list(read["table"].index) == [(100, 0.4), (400, 0.4)]
+    assert read["verdict"].startswith("So at these sizes the pretraining budget does move the winner")
+    same = flip.summarise(sweep.assign(winner="code", most_accurate="code"), 3)
+    assert same["flips"] == [] and "winner" in same["verdict"]
+    assert flip.in_words(["a"]) == "a" and flip.in_words(["a", "b", "c"]) == "a, b and c"

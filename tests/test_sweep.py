@@ -12,7 +12,7 @@ import cloudpickle
 import pytest
 
 from vanishing_tails.book import runner
-from vanishing_tails.book.execute import Job, run_many
+from vanishing_tails.book.execute import Job, run_many, worker_environment
 from vanishing_tails.book.sweep import parse_seeds, summarise, sweep_rows
 
 
@@ -82,6 +82,21 @@ def test_a_killed_worker_is_retried_and_a_raising_seed_is_an_error_row(tmp_path)
     assert results[1]["error"] == "RuntimeError: this seed raised"
     rows = sweep_rows(results, [0, 1])
     assert rows[-1] == {"seed": 1, "claim": None, "error": "RuntimeError: this seed raised"}
+
+
+def _kernel_env(job, root, reuse):
+    before = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    worker_environment(root)
+    return {"before": before, "after": os.environ.get("MALLOC_TRIM_THRESHOLD_"), "omp": os.environ["OMP_NUM_THREADS"]}
+
+
+def test_chapter_kernels_on_dask_do_not_inherit_the_nannys_allocator_setting(tmp_path):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in its workers; a chapter's kernel must not
+    inherit it (it turns every new tensor's pages into page faults)."""
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    (got,) = run_many([Job("x", {}, str(tmp_path / "a"))], workers=2, task=_kernel_env)
+    assert got["before"] is not None  # what Dask sets, so the test sees the case it guards
+    assert got["after"] is None and got["omp"] == "1"
 
 
 def test_summary_counts_hold_rates_per_claim():

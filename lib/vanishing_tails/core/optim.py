@@ -1,4 +1,4 @@
-"""One step-by-step Adam for the book's small batched models (chapters 2 and 6).
+"""One step-by-step Adam for the book's small batched models (chapters 2 to 6).
 
 ``torch.optim`` imports the ``torch._dynamo`` compiler machinery on first use, which costs
 seconds of CPU per process at the smoke scale; :class:`Adam` is the same arithmetic written

@@ -59,7 +59,10 @@ def mean_interval(x, *, level: float = LEVEL) -> Interval:
 
     ``mean ± t_{n-1, (1+level)/2} · s/√n``; with fewer than two finite replicates the
     interval is undefined (NaN), and every claim built on it is inconclusive; so it is
-    when every replicate gives the same value (no spread, e.g. all at a floor of 0).
+    when every replicate gives the same value (no spread, e.g. all at a floor of 0). That
+    rule is deliberate: a measure that sits at its floor or ceiling in every replicate says
+    nothing about how far the effect could move, and a t interval of width 0 would claim
+    certainty that the data do not give (the README's "Choices" records it).
     Explained in :ref:`sec-claims`.
     """
     a = _replicates(x)
@@ -92,8 +95,8 @@ def difference_interval(a, b, *, paired: bool, level: float = LEVEL) -> Interval
         return Interval(est, math.nan, math.nan, math.nan, min(a.size, b.size), "Welch t")
     va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
     se = math.sqrt(va + vb)
-    if se == 0.0:
-        return Interval(est, est, est, 0.0, min(a.size, b.size), "Welch t")
+    if se == 0.0:  # no spread in either group: undefined, as in mean_interval
+        return Interval(est, math.nan, math.nan, 0.0, min(a.size, b.size), "Welch t")
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     half = float(stats.t.ppf(0.5 + level / 2, df)) * se
     return Interval(est, est - half, est + half, se, min(a.size, b.size), "Welch t")

@@ -45,6 +45,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from vanishing_tails.core.checks import check_beta
+from vanishing_tails.core.optim import Adam
 from vanishing_tails.core.rl import kl_regularised_optimum, kl_shaped_advantages, policy_gradient_loss
 
 from . import vocab
@@ -219,10 +220,8 @@ def bandit_pg(
     gen = torch.Generator().manual_seed(seed)
     log_ref = torch.log(torch.as_tensor(p_ref, dtype=torch.float64)).expand(C, F_)
     theta = log_ref.clone().requires_grad_(True)
-    if optimiser == "adam":
-        opt = torch.optim.Adam([theta], lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, foreach=False)
-    else:
-        opt = torch.optim.SGD([theta], lr=lr)
+    # the core Adam is torch's arithmetic without torch.optim's compiler import (seconds per process)
+    adam = Adam([theta], lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS) if optimiser == "adam" else None
     acc_t = torch.as_tensor(acc, dtype=torch.float64)
     shares = np.empty((steps + 1, C, F_))
     shares[0] = p_ref
@@ -233,11 +232,15 @@ def bandit_pg(
         r = (torch.rand(C, draws, generator=gen, dtype=torch.float64) < acc_t[arm]).double()
         logp = logp_all.gather(1, arm).unsqueeze(1)  # [C, 1, D]: one group per chain
         adv, _ = kl_shaped_advantages(logp, log_ref.gather(1, arm).unsqueeze(1), r.unsqueeze(1), beta)
-        opt.zero_grad()
+        theta.grad = None
         policy_gradient_loss(logp, adv).sum().backward()
         if optimiser == "natural":
             theta.grad.div_(probs)
-        opt.step()
+        if adam is not None:
+            adam.step()
+        else:  # plain SGD, torch.optim.SGD's arithmetic
+            with torch.no_grad():
+                theta.add_(theta.grad, alpha=-lr)
         shares[t + 1] = torch.softmax(theta.detach(), -1).numpy()
     labels = np.array(vocab.FORMATS if F_ == len(vocab.FORMATS) else [str(i) for i in range(F_)])
     return pd.DataFrame(

@@ -42,7 +42,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +54,7 @@ from vanishing_tails.core import io, lm
 from vanishing_tails.core.checks import check_beta
 from vanishing_tails.core.lm import Stack
 from vanishing_tails.core.metrics import pass_at_k
+from vanishing_tails.core.optim import Adam
 from vanishing_tails.core.rl import kl_shaped_advantages, policy_gradient_loss
 from vanishing_tails.core.seeds import streams
 
@@ -110,7 +111,8 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         p = fm.check_proportions(self.proportions, formats=fm.FORMATS)
-        object.__setattr__(self, "proportions", tuple(float(x) for x in p))
+        # rounded, so that a mixture computed another way (0.6 - 0.2) names the same checkpoint
+        object.__setattr__(self, "proportions", tuple(round(float(x), 12) for x in p))
         if self.n_corpus < 1 or self.steps < 1 or self.batch_size < 1:
             raise ValueError("n_corpus, steps and batch_size must be >= 1")
         if not self.lr > 0:
@@ -238,8 +240,12 @@ def _load(path: Path | None):
         return None
 
 
-def _train(cfgs: Sequence[PretrainConfig], device: torch.device) -> tuple[Stack, list[float]]:
-    """Pretrain ``cfgs`` (one size and one task; they differ in seed) as one stack."""
+def _train(
+    cfgs: Sequence[PretrainConfig], device: torch.device, snapshots: Sequence[int] = ()
+) -> tuple[Stack, list[float], dict[int, tuple[list[dict], list[float]]]]:
+    """Pretrain ``cfgs`` (one size and one task; they differ in seed) as one stack; also
+    return, for every step count in ``snapshots`` below the budget, each replica's state
+    dict and loss after that many steps."""
     c0 = cfgs[0]
     seeds = [c.streams() for c in cfgs]
     V, T = len(c0.task.vocab), c0.task.seq_len
@@ -257,11 +263,15 @@ def _train(cfgs: Sequence[PretrainConfig], device: torch.device) -> tuple[Stack,
     gens = [torch.Generator().manual_seed(bs) for _, _, bs in seeds]
     pad = c0.task.vocab.pad_id
     params = stack.parameters()
-    # not fused: the fused CPU kernel rounds a tensor's scalar tail differently, which would
-    # make a replica's weights depend on how many others share its stack
-    opt = torch.optim.AdamW(params, lr=c0.lr, weight_decay=0.0, foreach=False)
+    # AdamW without weight decay is Adam; the core Adam is torch's single-tensor arithmetic
+    # (elementwise, so a replica's weights do not depend on how many others share its stack)
+    opt = Adam(params, lr=c0.lr)
     rows = torch.arange(len(cfgs))[:, None]
-    for _ in range(c0.steps):
+    taken = {}
+    loss = torch.full((len(cfgs),), float("nan"))  # the last step's loss, per replica
+    for step in range(c0.steps):
+        if step in snapshots and step > 0:
+            taken[step] = ([stack.state_dict(m) for m in range(len(cfgs))], [float(x) for x in loss.detach()])
         idx = torch.stack([torch.randint(c0.n_corpus, (c0.batch_size,), generator=g) for g in gens])
         batch = data[rows, idx].to(device)
         logits = stack.logits(batch[..., :-1])
@@ -269,15 +279,19 @@ def _train(cfgs: Sequence[PretrainConfig], device: torch.device) -> tuple[Stack,
         nll = F.cross_entropy(logits.flatten(0, 2), target.flatten(), reduction="none").view(target.shape)
         mask = target != pad
         loss = (nll * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.sum().backward()
         _clip_per_replica(params, CLIP)
         opt.step()
-    return stack.take(range(len(cfgs))), [float(x) for x in loss.detach()]
+    return stack.take(range(len(cfgs))), [float(x) for x in loss.detach()], taken
 
 
 def pretrain(
-    cfgs: Sequence[PretrainConfig], *, cache_dir: str | Path | None | bool = None, device="cpu"
+    cfgs: Sequence[PretrainConfig],
+    *,
+    cache_dir: str | Path | None | bool = None,
+    device="cpu",
+    snapshots: Sequence[int] = (),
 ) -> tuple[Stack, list[dict]]:
     """Pretrain the models of ``cfgs`` (one size and task; typically different seeds), or load
     them from the cache; return them as one :class:`Stack` and one info dict per model
@@ -287,6 +301,12 @@ def pretrain(
     corpus, minibatches, AdamW moments and gradient clipping, so its weights are those a
     training run of its own would give (on the CPU, bit for bit; tested).
     ``cache_dir=None`` uses :func:`default_cache_dir`; ``False`` disables the cache.
+
+    ``snapshots``: step counts below the budget at which every model trained here also
+    leaves its weights in the cache, under the key of the same configuration with that many
+    steps. The learning rate is constant and the minibatch stream is the seed's, so a
+    shorter budget is a prefix of a longer one, bit for bit (tested): a later call for the
+    shorter budget (the winner-flip sweep, :mod:`.flip`) is served without training.
     Explained in :ref:`sec-formats-pretraining`.
     """
     cfgs = list(cfgs)
@@ -305,12 +325,18 @@ def pretrain(
     losses: list = [f[1] if f else None for f in found]
     todo = [i for i, f in enumerate(found) if f is None]
     if todo:
-        trained, trained_loss = _train([cfgs[i] for i in todo], dev)
+        keep = sorted({int(b) for b in snapshots if 0 < int(b) < cfgs[0].steps}) if folder is not None else []
+        trained, trained_loss, taken = _train([cfgs[i] for i in todo], dev, keep)
         for j, i in enumerate(todo):
             states[i], losses[i] = trained.state_dict(j), trained_loss[j]
-            if paths[i] is not None:
-                blob = {"state": states[i], "loss": losses[i]}
-                io.atomic_write(paths[i], lambda f, blob=blob: torch.save(blob, f))
+            saves = [(paths[i], states[i], losses[i])]
+            for b, (snap_states, snap_losses) in taken.items():
+                short = replace(cfgs[i], steps=b)
+                saves.append((folder / f"{short.key(dev.type)}.pt", snap_states[j], snap_losses[j]))
+            for path, state, loss in saves:
+                if path is not None:
+                    blob = {"state": state, "loss": loss}
+                    io.atomic_write(path, lambda f, blob=blob: torch.save(blob, f))
     stack = Stack.from_state_dicts(states, cfgs[0].size, dev)
     n_par = sum(v[0].numel() for v in stack.params.values())
     return stack, [
@@ -542,7 +568,7 @@ def rl_run(
         raise ValueError(f"need one beta and one seed per replica ({R}); got {len(betas)} and {len(seeds)}")
     policy = refs.take(range(R), trainable=True)
     params = policy.parameters()
-    opt = torch.optim.Adam(params, lr=cfg.lr, foreach=False)  # not fused: see _train
+    opt = Adam(params, lr=cfg.lr)  # see _train
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     n = len(problems)
     G, B, P = cfg.group_size, cfg.batch_problems, task.prompt_len
@@ -583,7 +609,7 @@ def rl_run(
         for b, sel in groups.items():
             adv[sel], log_ratio[sel] = kl_shaped_advantages(logp[sel], logp_ref[sel], reward[sel], b)
         loss = policy_gradient_loss(logp, adv).sum()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         _clip_per_replica(params, CLIP)
         opt.step()
@@ -643,6 +669,7 @@ def experiment(
     rl_lr: float,
     cache_dir=None,
     device="cpu",
+    snapshots: Sequence[int] = (),
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Chapter 4's grid: for each size, ``n_pretrain`` pretrained models (cached), and from
@@ -655,7 +682,9 @@ def experiment(
     before and after RL), ``"problems"`` for the RL and evaluation problems, which come
     from the held-out split and are the same for every model. Half of the ``n_eval``
     evaluation problems (when ``task.code_misreads``) contain a verb the code corpus drops.
-    All models of a size are pretrained as one stack and all their RL runs are one stack.
+    All models of a size are pretrained as one stack and all their RL runs are one stack;
+    ``snapshots`` (step counts, e.g. the winner-flip sweep's budgets) are passed to
+    :func:`pretrain`, which leaves the weights at those steps in the cache.
 
     Returns a dict of long frames and arrays:
 
@@ -692,7 +721,7 @@ def experiment(
             )
             for j in range(n_pretrain)
         ]
-        refs, infos = pretrain(cfgs, cache_dir=cache_dir, device=device)
+        refs, infos = pretrain(cfgs, cache_dir=cache_dir, device=device, snapshots=snapshots)
         if progress:
             progress(f"{size.name}: pretrained {n_pretrain} models")
         for j, info in enumerate(infos):
