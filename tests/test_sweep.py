@@ -99,6 +99,23 @@ def test_chapter_kernels_on_dask_do_not_inherit_the_nannys_allocator_setting(tmp
     assert got["after"] is None and got["omp"] == "1"
 
 
+def _started(job, root, reuse):
+    import time
+
+    t = time.time()
+    time.sleep(1.0)
+    return {"chapter": job.stem, "started": t}
+
+
+def test_the_costliest_jobs_start_first_and_results_keep_the_job_order(tmp_path):
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    jobs = [Job(name, {}, str(tmp_path / name), cost=c) for name, c in (("cheap", 1), ("long", 50), ("mid", 9))]
+    got = run_many(jobs, workers=2, task=_started)
+    assert [r["chapter"] for r in got] == ["cheap", "long", "mid"]
+    started = {r["chapter"]: r["started"] for r in got}
+    assert started["cheap"] > max(started["long"], started["mid"]) + 0.5  # waited for a free worker
+
+
 def test_summary_counts_hold_rates_per_claim():
     rows = [
         {"seed": s, "claim": "c", "kind": "direction", "effect": e, "low": e - 0.1, "high": e + 0.1, "delta": 0.5,

@@ -213,12 +213,14 @@ def run_chapter(
 # ----------------------------------------------------------------------------- many at once
 @dataclass(frozen=True)
 class Job:
-    """One chapter run: the chapter's stem, its resolved parameters, its output folder."""
+    """One chapter run: the chapter's stem, its resolved parameters, its output folder, and
+    its expected ``cost`` (seconds; :func:`run_many` starts the costliest jobs first)."""
 
     stem: str
     params: dict
     out: str
     label: str = ""
+    cost: float = 0.0
 
 
 def worker_environment(root: str) -> None:
@@ -280,10 +282,12 @@ def run_many(
 ) -> list[dict[str, Any]]:
     """Run many chapter jobs, ``workers`` at a time on a Dask cluster; results in job order.
 
-    A job whose worker process died is re-run by the scheduler (Dask reschedules the
-    tasks of a lost worker); a job that raised comes back as an error row
-    (``{"error": ...}``), never silently dropped. With one worker and no scheduler the
-    jobs run in this process, one after the other. Explained in :ref:`sec-running-the-book`.
+    Jobs start costliest first (``Job.cost``; ties keep their order): with a long job started
+    last, one worker would run it alone while the other idles. A job whose worker process
+    died is re-run by the scheduler (Dask reschedules the tasks of a lost worker); a job
+    that raised comes back as an error row (``{"error": ...}``), never silently dropped.
+    With one worker and no scheduler the jobs run in this process, one after the other.
+    Explained in :ref:`sec-running-the-book`.
     """
     jobs = list(jobs)
     task = task or _run_job  # what runs one job: (job, root, reuse) -> results dict
@@ -301,9 +305,11 @@ def run_many(
     own = client is None
     client = client or connect(workers, scheduler)
     try:
-        futures = [client.submit(task, job, root, reuse, key=f"{job.stem}-{job.label or i}-{i}", pure=False)
-                   for i, job in enumerate(jobs)]  # fmt: skip
-        index = {f.key: i for i, f in enumerate(futures)}
+        start = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)  # stable: ties keep their order
+        futures = [client.submit(task, jobs[i], root, reuse, key=f"{jobs[i].stem}-{jobs[i].label or i}-{i}",
+                                 pure=False, priority=len(jobs) - rank)
+                   for rank, i in enumerate(start)]  # fmt: skip
+        index = {f.key: i for f, i in zip(futures, start)}
         results: list[dict[str, Any] | None] = [None] * len(jobs)
         with _progress(len(jobs), desc) as bar:
             for fut in as_completed(futures):

@@ -198,6 +198,9 @@ class ChapterSpec:
     claims: tuple[ClaimSpec, ...] = field(default=())  # every claim, with its delta, before any run
     null: dict = field(default_factory=dict)  # parameter overrides under which no direction claim may hold
     null_description: str = ""  # the null configuration in words (real data every generation, ...)
+    # measured seconds at `book` on one thread (README's speed table); only orders the book
+    # build, longest first, so that no long chapter starts last while the other worker idles
+    book_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.params]

@@ -32,6 +32,7 @@ def _check_teacher(P: dict) -> None:
 SPEC = ChapterSpec(
     stem="09_coverage_by_construction",
     short="coverage",
+    book_seconds=31,
     title="Coverage by construction",
     description="A generator that lost its tails covers a taxonomy poorly; walking the taxonomy buys "
     "coverage by construction, local refinements buy diversity and complexity, and a taxonomy built "

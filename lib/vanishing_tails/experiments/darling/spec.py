@@ -185,6 +185,7 @@ CLAIMS = (
 SPEC = ChapterSpec(
     stem="08_paying_for_the_tails",
     short="darling",
+    book_seconds=61,
     title="Paying for the tails",
     description="DARLING's reward (quality × partition diversity) against quality-only, additive and "
     "lexical-diversity rewards, with exact, learned and lexical partitions; GRPO on tabular policies over the "

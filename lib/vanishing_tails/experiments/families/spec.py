@@ -339,6 +339,7 @@ def spec_for(families) -> ChapterSpec:
 SPEC = ChapterSpec(
     stem="02_model_families",
     short="families",
+    book_seconds=230,
     title="Every model family forgets its tails",
     description="A Gaussian mixture, a VAE on real handwriting, a character language model on "
     "Shakespeare and the Hutter memoriser of 'A Tale of Tails', each retrained on its own output; "

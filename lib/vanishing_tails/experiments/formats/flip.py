@@ -172,7 +172,7 @@ def _counted(values: pd.Series) -> str:
 
 
 def in_words(items) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
+    """``a``, ``a and b``, ``a, b and c``: a list in a sentence. Explained in :ref:`sec-formats-flip`."""
     items = list(items)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 

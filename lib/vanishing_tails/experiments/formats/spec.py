@@ -173,6 +173,7 @@ CLAIMS = (
 SPEC = ChapterSpec(
     stem="04_one_format_wins",
     short="formats",
+    book_seconds=348,
     title="One format wins",
     description="Tiny transformers pretrained on arithmetic word problems solved in three formats; "
     "RL with a correctness reward collapses them onto one format within the first pass. Tested over "

@@ -178,6 +178,7 @@ CLAIMS = (
 SPEC = ChapterSpec(
     stem="05_what_the_reward_pays_for",
     short="preference",
+    book_seconds=158,
     title="What the reward pays for",
     description="DPO on several small reference models: a convergent judge narrows a toy code "
     "domain, a distinctiveness judge widens a toy creative domain, and swapping the judges "

@@ -203,6 +203,7 @@ def _check(P: dict) -> None:
 SPEC = ChapterSpec(
     stem="07_quality_hides_diversity",
     short="quality",
+    book_seconds=23,
     title="Quality hides diversity",
     description="A synthetic task with three independent knobs — label quality, coverage of "
     "sub-populations, share of hard examples — at one data budget, the exact least-squares error "

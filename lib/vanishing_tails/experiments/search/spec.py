@@ -213,6 +213,7 @@ def _check_steps(P: dict) -> None:
 SPEC = ChapterSpec(
     stem="06_search_breadth",
     short="search",
+    book_seconds=88,
     title="Search breadth",
     description="A small transformer learns to search a generated document collection by SFT on "
     "narrow, diverse or wrong-answer demonstrations, then GRPO: RL squeezes its strategies by "

@@ -38,6 +38,7 @@ def _check_eval_every(P: dict) -> None:
 SPEC = ChapterSpec(
     stem="03_sharpening_spreads",
     short="sharpening",
+    book_seconds=163,
     title="Sharpening spreads",
     description="Outcome-reward RL (GRPO) on problems with K candidate answers: sharpening "
     "solved problems drains diversity on unsolved and held-out ones through the shared "

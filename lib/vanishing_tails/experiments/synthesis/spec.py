@@ -322,6 +322,7 @@ def _check(P: dict) -> None:
 SPEC = ChapterSpec(
     stem="10_one_phenomenon",
     short="synthesis",
+    book_seconds=170,
     title="One phenomenon?",
     description="Every experiment of the book on common axes, sorted by mechanism: mass leaves the tail only "
     "under a mode-seeking tilt; finite sampling removes outcomes, not mass; model error adds mass where there "

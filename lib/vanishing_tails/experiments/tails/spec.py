@@ -231,6 +231,7 @@ CLAIMS = (
 SPEC = ChapterSpec(
     stem="01_tails_vanish_first",
     short="tails",
+    book_seconds=113,
     title="Tails vanish first",
     description="Recursive refitting of a Gaussian and of real English word counts loses "
     "the tails first; accumulating data or mixing in real data stops it.",
