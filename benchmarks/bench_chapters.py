@@ -2,8 +2,9 @@
 ratios against the book's budgets (60 s at smoke, 180 s wall at book, on 2 cores; the
 closing chapter, which runs every experiment, 90 s and 240 s).
 
-Each chapter runs alone, in a fresh process, with every core available to it (the way a
-reader runs one chapter); the peak memory is the kernel's maximum resident set size.
+Each chapter runs alone, in a fresh process, with every core available to it and a cold
+checkpoint cache (the way a new reader runs one chapter); the peak memory is the kernel's
+maximum resident set size.
 Run: ``python benchmarks/bench_chapters.py [--scales smoke book] [--chapters tails ...]``.
 Takes the sum of all the chapters' times (tens of minutes at ``book``).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -43,7 +45,10 @@ def main() -> None:
     for short in args.chapters:
         for scale in args.scales:
             with tempfile.TemporaryDirectory() as out:
-                proc = subprocess.run([sys.executable, "-c", CHILD, short, scale, out], capture_output=True, text=True)
+                env = {**os.environ, "VANISHING_TAILS_CACHE": os.path.join(out, "cache")}  # nothing pretrained yet
+                proc = subprocess.run(
+                    [sys.executable, "-c", CHILD, short, scale, out], capture_output=True, text=True, env=env
+                )
             if proc.returncode:
                 print(f"{short:<30} {scale:<6} failed: {proc.stderr.strip().splitlines()[-1:]}")
                 continue
