@@ -439,12 +439,14 @@ def test_sampler_follows_the_probabilities_and_never_draws_an_impossible_token()
 
 
 def test_per_replica_clipping_is_clip_grad_norm_of_each_replica():
+    from vanishing_tails.core.optim import clip_grad_norm_per_replica
+
     grads = [torch.randn(3, 4, 5), torch.randn(3, 7)]
     grads[0][1] *= 1e-3  # replica 1 is below the norm: untouched
     params = [torch.zeros_like(g, requires_grad=True) for g in grads]
     for p, g in zip(params, grads):
         p.grad = g.clone()
-    echo._clip_per_replica(params, 1.0)
+    clip_grad_norm_per_replica(params, 1.0)
     for m in range(3):
         ref = [torch.zeros_like(g[m], requires_grad=True) for g in grads]
         for p, g in zip(ref, grads):

@@ -208,19 +208,22 @@ def test_trajectory_starts_at_kl_zero_and_moves_from_there():
 
 
 def test_kl_from_start_is_the_kl_of_the_smoothed_laws():
+    from vanishing_tails.core.tails import kl_from_start
+
     """Against the closed form on fresh draws: zero on the start, KL of the ε-mixtures elsewhere,
     finite where the plain KL is infinite, never above it where that is finite."""
     rng = np.random.default_rng(FRESH + 4)
     p, s = rng.dirichlet(np.ones(6), size=4), rng.dirichlet(np.ones(6), size=4)
     eps = 1e-3
     pt, st = (1 - eps) * p + eps / 6, (1 - eps) * s + eps / 6
-    np.testing.assert_allclose(loop.kl_from_start(p, s, smoothing=eps), (pt * np.log(pt / st)).sum(1), rtol=1e-12)
-    assert (loop.kl_from_start(p, p, smoothing=eps) == 0).all()
-    assert (loop.kl_from_start(p, s, smoothing=eps) <= (p * np.log(p / s)).sum(1) + 1e-12).all()
+    np.testing.assert_allclose(kl_from_start(p, s, smoothing=eps), (pt * np.log(pt / st)).sum(1), rtol=1e-12)
+    assert (kl_from_start(p, p, smoothing=eps) == 0).all()
+    assert (kl_from_start(p, s, smoothing=eps) <= (p * np.log(p / s)).sum(1) + 1e-12).all()
     s[:, 0] = 0.0
-    assert np.isfinite(loop.kl_from_start(p, s / s.sum(1, keepdims=True), smoothing=eps)).all()
+    assert np.isfinite(kl_from_start(p, s / s.sum(1, keepdims=True), smoothing=eps)).all()
+    assert np.isinf(kl_from_start(p, s / s.sum(1, keepdims=True))).all()  # unsmoothed: p has mass where s has none
     with pytest.raises(ValueError, match="smoothing"):
-        loop.kl_from_start(p, s, smoothing=0.0)
+        kl_from_start(p, s, smoothing=1.0)
 
 
 def test_self_training_loses_segments_and_the_filter_keeps_right_labels():

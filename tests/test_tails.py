@@ -17,6 +17,21 @@ def test_measures_of_the_reference_itself_are_neutral():
     assert tuple(tails.categorical_measures(r, r, r).columns) == tails.COLUMNS
 
 
+def test_one_start_per_row_and_smoothing():
+    """Each replicate's own start: row i's KL is from start i (0 where p equals it), smoothed
+    KL as tails.kl_from_start; a start of another shape is refused."""
+    r = np.array([0.5, 0.3, 0.15, 0.05, 0.0])
+    p = np.array([[0.4, 0.3, 0.1, 0.0, 0.2], [0.7, 0.3, 0.0, 0.0, 0.0]])
+    start = np.array([[0.6, 0.2, 0.1, 0.1, 0.0], p[1]])
+    m = tails.categorical_measures(p, r, start, q=0.2, smoothing=0.01)
+    assert m.kl_from_start.iloc[1] == 0.0
+    pt, st = 0.99 * p[0] + 0.01 / 5, 0.99 * start[0] + 0.01 / 5
+    assert m.kl_from_start.iloc[0] == pytest.approx((pt * np.log(pt / st)).sum(), rel=1e-12)
+    assert np.isinf(tails.categorical_measures(p, r, start).kl_from_start.iloc[0])  # unsmoothed: outside start
+    with pytest.raises(ValueError, match="start"):
+        tails.categorical_measures(p, r, start[:, :4])
+
+
 def test_measures_by_hand():
     r = np.array([0.5, 0.3, 0.15, 0.05, 0.0])
     p = np.array([[0.4, 0.3, 0.1, 0.0, 0.2], [0.7, 0.3, 0.0, 0.0, 0.0]])

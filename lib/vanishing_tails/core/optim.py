@@ -1,4 +1,5 @@
-"""One step-by-step Adam for the book's small batched models (chapters 2 to 6).
+"""One step-by-step Adam for the book's small batched models (chapters 2 to 6), and gradient
+clipping per replica of a stack (chapters 4 and 5).
 
 ``torch.optim`` imports the ``torch._dynamo`` compiler machinery on first use, which costs
 seconds of CPU per process at the smoke scale; :class:`Adam` is the same arithmetic written
@@ -11,7 +12,22 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["Adam"]
+__all__ = ["Adam", "clip_grad_norm_per_replica"]
+
+
+@torch.no_grad()
+def clip_grad_norm_per_replica(params: Iterable[torch.Tensor], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_`` for every replica of a stack on its own: with the
+    replicas on the leading axis of every parameter, replica m's gradient is scaled by
+    min(1, max_norm / (‖g_m‖ + 1e-6)), ‖g_m‖ its norm over all parameters (a test checks it
+    against ``clip_grad_norm_`` of each replica alone). Parameters without a gradient are
+    skipped. Explained in :ref:`sec-formats-pretraining`.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    sq = sum(g.pow(2).flatten(1).sum(1) for g in grads)
+    scale = torch.clamp(max_norm / (sq.sqrt() + 1e-6), max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.ndim - 1)))
 
 
 class Adam:

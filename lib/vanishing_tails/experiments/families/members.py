@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vanishing_tails.core import collapse
+
 REGIMES = ("replace", "accumulate", "mix")
 
 
@@ -64,12 +66,10 @@ def recursive_members(
     M = len(groups)
     if len(regimes) != M or len(real_fractions) != M:
         raise ValueError("groups, regimes and real_fractions need one entry per member")
-    for r in regimes:
-        if r not in REGIMES:
+    for r, rf in zip(regimes, real_fractions):
+        if r not in REGIMES:  # a subset of the shared vocabulary: no accumulate-subsample here
             raise ValueError(f"regime must be one of {', '.join(REGIMES)}; got {r!r}")
-    for rf in real_fractions:
-        if not 0 <= rf <= 1:
-            raise ValueError(f"real_fraction must lie in [0, 1]; got {rf!r}")
+        collapse.check_regime(r, rf)
     if n < 1 or generations < 0:
         raise ValueError(f"n must be >= 1 and generations >= 0; got n={n!r}, generations={generations!r}")
     G = int(groups.max()) + 1

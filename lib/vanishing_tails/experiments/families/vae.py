@@ -106,22 +106,23 @@ class BatchedVAE(torch.nn.Module):
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
         return self._layer(3, F.relu(self._layer(2, z)))
 
-    def loss(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Negative ELBO per image, summed over chains and averaged over the batch: [C, B, 64] -> scalar."""
+    def _negative_elbo(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """−ELBO of each image ``[C, B]`` (up to the Gaussian likelihood's constant), one
+        reparameterised draw z = μ + σ ε: ‖sigmoid(f(z)) − x‖² / 2σ_dec² + KL(N(μ, σ²) ‖ N(0, I))."""
         mu, logvar = self.encode(x)
         z = mu + torch.exp(0.5 * logvar) * eps
         rec = (torch.sigmoid(self.decode_logits(z)) - x).square().sum(-1) / (2 * self.decoder_sd**2)
         kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
-        return (rec + kl).mean(1).sum()
+        return rec + kl
+
+    def loss(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO per image, summed over chains and averaged over the batch: [C, B, 64] -> scalar."""
+        return self._negative_elbo(x, eps).mean(1).sum()
 
     @torch.no_grad()
     def elbo(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """ELBO per image (up to the Gaussian likelihood's constant), averaged over the batch: ``[C]``."""
-        mu, logvar = self.encode(x)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        rec = (torch.sigmoid(self.decode_logits(z)) - x).square().sum(-1) / (2 * self.decoder_sd**2)
-        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
-        return -(rec + kl).mean(1)
+        return -self._negative_elbo(x, eps).mean(1)
 
     @torch.no_grad()
     def generate(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -398,11 +399,12 @@ def vae_members(
         by_rank = np.take_along_axis(share, order[g_chain[group_of_row]], axis=1)
         atypical = (label < 0).mean(1)
         p = np.concatenate([by_rank, atypical[:, None]], axis=1)  # [K, 11]
-        cols = [
-            tails.categorical_measures(p[k], np.append(law[g_decay[g]], 0.0), np.full(11, 1 / 11), q=q, n=n_support)
-            for k, g in enumerate(group_of_row)
-        ]
-        out = pd.concat(cols, ignore_index=True)
+        decay_of_row = g_decay[group_of_row]
+        out = pd.DataFrame(index=range(K), columns=["support", "q_tail_mass", "error_mass", "mode_share"], dtype=float)
+        for d in np.unique(decay_of_row):  # one batched call per real law
+            sel = np.flatnonzero(decay_of_row == d)
+            m = tails.categorical_measures(p[sel], np.append(law[d], 0.0), np.full(11, 1 / 11), q=q, n=n_support)
+            out.iloc[sel] = m[out.columns].to_numpy()
         res = {f"share_rank_{r}": by_rank[:, r] / law[g_decay[group_of_row], r] for r in range(10)}
         res.update({f"p_{i}": p[:, i] for i in range(11)})
         res.update({c: out[c].to_numpy() for c in ("support", "q_tail_mass", "error_mass", "mode_share")})
@@ -438,7 +440,7 @@ def vae_members(
         key[frame.generation == 0]
     )
     s0 = first.loc[key].to_numpy()
-    frame["kl_from_start"] = np.maximum((sm * np.log(sm / s0)).sum(1), 0.0)
+    frame["kl_from_start"] = np.maximum(metrics.kl_divergence(sm, s0), 0.0)
     return frame
 
 

@@ -54,7 +54,7 @@ from vanishing_tails.core import io, lm
 from vanishing_tails.core.checks import check_beta
 from vanishing_tails.core.lm import Stack
 from vanishing_tails.core.metrics import pass_at_k
-from vanishing_tails.core.optim import Adam
+from vanishing_tails.core.optim import Adam, clip_grad_norm_per_replica
 from vanishing_tails.core.rl import kl_shaped_advantages, policy_gradient_loss
 from vanishing_tails.core.seeds import streams
 
@@ -161,14 +161,6 @@ def default_cache_dir() -> Path:
 
 # ---------------------------------------------------------------------- a stack of transformers
 # :class:`Stack` lives in vanishing_tails.core.lm (shared with chapter 6).
-
-
-def _clip_per_replica(params: Sequence[torch.Tensor], max_norm: float) -> None:
-    """``clip_grad_norm_`` for every replica of a stack separately (leading axis)."""
-    sq = sum(p.grad.detach().pow(2).flatten(1).sum(1) for p in params)
-    scale = torch.clamp(max_norm / (sq.sqrt() + 1e-6), max=1.0)
-    for p in params:
-        p.grad.mul_(scale.view(-1, *[1] * (p.ndim - 1)))
 
 
 def sequence_logprob(
@@ -281,7 +273,7 @@ def _train(
         loss = (nll * mask).sum((1, 2)) / mask.sum((1, 2)).clamp(min=1)
         opt.zero_grad()
         loss.sum().backward()
-        _clip_per_replica(params, CLIP)
+        clip_grad_norm_per_replica(params, CLIP)
         opt.step()
     return stack.take(range(len(cfgs))), [float(x) for x in loss.detach()], taken
 
@@ -611,7 +603,7 @@ def rl_run(
         loss = policy_gradient_loss(logp, adv).sum()
         opt.zero_grad()
         loss.backward()
-        _clip_per_replica(params, CLIP)
+        clip_grad_norm_per_replica(params, CLIP)
         opt.step()
         kl = log_ratio.mean((1, 2)).tolist()
         epoch = step * B / n

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vanishing_tails.core import lm
-from vanishing_tails.core.optim import Adam
+from vanishing_tails.core.optim import Adam, clip_grad_norm_per_replica
 
 
 class StackedGRU(nn.Module):
@@ -125,19 +125,6 @@ def stacked_sequence_logprob(
     return -(nll.view(target.shape) * keep).sum(-1)
 
 
-@torch.no_grad()
-def clip_per_model(model: StackedGRU, max_norm: float) -> None:
-    """Scale each model's gradient to norm ≤ ``max_norm`` on its own (``clip_grad_norm_`` per model).
-
-    Explained in :ref:`sec-preference-setup`.
-    """
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    total = torch.sqrt(sum(g.pow(2).reshape(g.shape[0], -1).sum(1) for g in grads))
-    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    for g in grads:
-        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
-
-
 def pretrain_stacked(
     models: list[lm.CharGRU], corpora: list[torch.Tensor], *, steps: int, batch_size: int, lr: float, seeds: list[int]
 ) -> tuple[StackedGRU, np.ndarray]:
@@ -171,7 +158,7 @@ def pretrain_stacked(
         loss = -lp.sum(1) / count
         opt.zero_grad()
         loss.sum().backward()
-        clip_per_model(stack, 1.0)
+        clip_grad_norm_per_replica(stack.parameters(), 1.0)
         opt.step()
     stack.eval()
     return stack, loss.detach().cpu().numpy()
@@ -250,7 +237,7 @@ def dpo_stacked(
         loss = -F.logsigmoid(beta * margin).mean(1)
         opt.zero_grad()
         loss.sum().backward()
-        clip_per_model(policy, 1.0)
+        clip_grad_norm_per_replica(policy.parameters(), 1.0)
         opt.step()
         if (log_every and step % log_every == 0) or step == steps:
             with torch.no_grad():

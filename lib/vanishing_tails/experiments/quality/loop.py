@@ -21,8 +21,9 @@ the ID test set, and the book's common tail measures (:data:`vanishing_tails.cor
 of the training set's distribution over *outcomes* = (segment, label right or wrong): a
 wrong label is an outcome the real data never has (error mass), the real distribution's
 rarest segments are its q-tail. ``kl_from_start`` is measured from each replicate's own
-start, the outcome distribution of its generation-0 training set (:func:`kl_from_start`: 0 at
-generation 0). Arms differ only in ``real_fraction``; every arm of a replicate starts from the
+start, the outcome distribution of its generation-0 training set, both mixed with a share
+:data:`START_SMOOTHING` of the uniform law (:func:`vanishing_tails.core.tails.kl_from_start`: 0
+at generation 0). Arms differ only in ``real_fraction``; every arm of a replicate starts from the
 same generation-0 model and training set.
 Explained in :ref:`sec-quality-loop`.
 """
@@ -34,7 +35,6 @@ import math
 import numpy as np
 import pandas as pd
 import torch
-from scipy import special
 
 from vanishing_tails.core import tails
 
@@ -87,25 +87,6 @@ def outcome_distribution(data: dict[str, torch.Tensor], *, n_segments: int) -> n
     counts = torch.zeros(seg.shape[0], 2 * n_segments, dtype=task.DTYPE)
     counts.scatter_add_(1, idx, torch.ones_like(idx, dtype=task.DTYPE))
     return (counts / counts.sum(1, keepdim=True)).numpy()
-
-
-def kl_from_start(p: np.ndarray, start: np.ndarray, *, smoothing: float) -> np.ndarray:
-    """KL(p̃ ‖ s̃) in nats per row, with p̃ = (1 − ε) p + ε / K and s̃ likewise (ε = ``smoothing``,
-    ``K`` outcomes): the distance of each training set's outcome distribution ``p`` ``[B, K]``
-    from its replicate's start ``start`` ``[B, K]`` (the generation-0 training set's), both
-    mixed with the same share ε of the uniform law — an additive (Laplace-type) estimate, since
-    a finite training set leaves outcomes empty where the other has some and the plain KL would
-    be infinite. Zero exactly where ``p`` equals its start; finite, and by the joint convexity
-    of KL never above KL(p ‖ s).
-    Explained in :ref:`sec-quality-loop`.
-    """
-    if not 0 < smoothing < 1:
-        raise ValueError(f"smoothing must be in (0, 1); got {smoothing}")
-    p, start = np.asarray(p, dtype=float), np.asarray(start, dtype=float)
-    if p.shape != start.shape:
-        raise ValueError(f"p and start must have the same shape; got {p.shape} and {start.shape}")
-    k = p.shape[-1]
-    return special.rel_entr((1 - smoothing) * p + smoothing / k, (1 - smoothing) * start + smoothing / k).sum(-1)
 
 
 def _reflect(u: torch.Tensor) -> torch.Tensor:
@@ -210,9 +191,9 @@ def run_loop(
                 theta = model.fit(model.features(train["u"], train["v"], n_segments=n_segments), train["y"], **fit_kw)
             quality = model.accuracy(theta, val, n_segments=n_segments).numpy()
             p = outcome_distribution(train, n_segments=n_segments)
-            measures = tails.categorical_measures(p, ref, ref, q=q, n=n_distinct, quality=quality)
-            # its KL column is from one law for all rows; the start is each replicate's own:
-            measures["kl_from_start"] = kl_from_start(p, start, smoothing=START_SMOOTHING)
+            measures = tails.categorical_measures(
+                p, ref, start, q=q, n=n_distinct, quality=quality, smoothing=START_SMOOTHING
+            )
             frames.append(
                 measures.assign(
                     experiment=EXPERIMENT,
@@ -258,7 +239,8 @@ def trajectory(
     counts distinct (segment, label right/wrong) outcomes of the training set, ``q_tail_mass``
     is its mass on the real distribution's rarest segments, ``error_mass`` its share of wrong
     labels, ``kl_from_start`` the distance from the replicate's generation-0 training set
-    (:func:`kl_from_start`, 0 at step 0) and ``quality`` the loop's reported quality.
+    (:func:`vanishing_tails.core.tails.kl_from_start`, smoothed, 0 at step 0) and ``quality``
+    the loop's reported quality.
     Explained in :ref:`sec-quality-loop`.
     """
     frame = run_loop(
