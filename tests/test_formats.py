@@ -748,7 +748,7 @@ def test_winner_flip_has_one_row_per_model_and_cell(flip_sweep):
     assert set(df.most_accurate) <= set(fm.FORMATS)
 
 
-def test_winner_flip_repeats_the_chapter_experiment_and_ignores_the_rest_of_the_grid(flip_sweep):
+def test_winner_flip_repeats_the_chapter_experiment_and_ignores_the_rest_of_the_grid(flip_sweep, monkeypatch):
     """A cell is the chapter's experiment at that budget and mixture (same streams): its
     accuracy before RL and its first-pass shares are those of echo.experiment, and they do
     not depend on which other cells share the stacks."""
@@ -767,6 +767,35 @@ def test_winner_flip_repeats_the_chapter_experiment_and_ignores_the_rest_of_the_
     ev = echo.wide(res["evals"], ["pretrain", "when"])
     acc = ev[ev.when == "before"].sort_values("pretrain")[[f"acc_{f}" for f in fm.FORMATS]].to_numpy()
     np.testing.assert_allclose(cell[[f"acc_{f}" for f in fm.FORMATS]].to_numpy(), acc)
+    # so the sweep reads such cells from the chapter instead of running them again: the same
+    # numbers bit for bit, and no RL run; a chapter run with other settings is not read
+    runs = []
+    real = echo.rl_run
+    monkeypatch.setattr(echo, "rl_run", lambda *a, **k: runs.append(1) or real(*a, **k))
+    reread = flip.winner_flip(SMALL_TASK, [mix], [30], TINY, 0.02, **FLIP_TINY, cache_dir=False, chapter=res)
+    pd.testing.assert_frame_equal(reread, alone, check_exact=True)
+    assert runs == []
+    other = flip.winner_flip(
+        SMALL_TASK, [mix], [30], TINY, 0.02, **{**FLIP_TINY, "rl_lr": 1e-3}, cache_dir=False, chapter=res
+    )
+    assert runs == [1] and len(other) == len(alone)
+
+
+def test_the_chapter_pretrains_the_sweeps_models_in_its_stack(tmp_path):
+    """also_pretrain: the sweep's configurations at the chapter's budget join the chapter's
+    stack and land in the cache; the chapter's own models are those of a run without them."""
+    mixes = [flip.steps_mixture([0.4, 0.4, 0.2], x) for x in (0.4, 0.7)]
+    kw = {k: v for k, v in FLIP_TINY.items() if k not in ("seed", "n_pretrain")}
+    extra = flip.pretrain_configs(SMALL_TASK, mixes, [10, 30], TINY, n_pretrain=2, seed=5, pretrain_batch=16,
+                                  n_corpus=500)  # fmt: skip
+    assert {c.steps for c in extra} == {30} and len({c.key() for c in extra}) == 4
+    run = dict(n_seeds=1, n_pretrain=1, pretrain_steps=30, rl_steps=3, seed=5, **kw)
+    res = echo.experiment(SMALL_TASK, mixes[0], [TINY], [0.02], **run, cache_dir=tmp_path, also_pretrain=extra)
+    plain = echo.experiment(SMALL_TASK, mixes[0], [TINY], [0.02], **run, cache_dir=False)
+    pd.testing.assert_frame_equal(res["steps"], plain["steps"], check_exact=True)
+    assert all((tmp_path / f"{c.key()}.pt").exists() for c in extra)
+    _, infos = echo.pretrain(extra, cache_dir=tmp_path)
+    assert all(i["cached"] for i in infos)
 
 
 def test_flip_summary_reads_a_flip_and_its_absence():

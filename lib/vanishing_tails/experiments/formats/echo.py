@@ -662,6 +662,7 @@ def experiment(
     cache_dir=None,
     device="cpu",
     snapshots: Sequence[int] = (),
+    also_pretrain: Sequence[PretrainConfig] = (),
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Chapter 4's grid: for each size, ``n_pretrain`` pretrained models (cached), and from
@@ -677,6 +678,12 @@ def experiment(
     All models of a size are pretrained as one stack and all their RL runs are one stack;
     ``snapshots`` (step counts, e.g. the winner-flip sweep's budgets) are passed to
     :func:`pretrain`, which leaves the weights at those steps in the cache.
+    ``also_pretrain``: configurations another experiment will ask for (the winner-flip
+    sweep's, :func:`.flip.pretrain_configs`); those with a size's shape and this budget are
+    trained in that size's stack and left in the cache, because one stack of eight models
+    costs less than a stack of five and one of three. A model's weights do not depend on
+    its stack-mates (:func:`pretrain`), so this changes no number of either experiment.
+    Ignored without a cache.
 
     Returns a dict of long frames and arrays:
 
@@ -687,7 +694,10 @@ def experiment(
     * ``models``: size, pretrain, d_model, n_layers, n_heads, n_parameters, cached, pretrain_loss;
     * ``per_prompt``: ``{size: {"p_format": [n_pretrain, N, F+1], "correct_mass":
       [n_pretrain, N, F]}}`` of the pretrained models (:class:`Evaluation`), and
-      ``{(size, "after"): ...}`` for the RL policies (replicas in the order of ``steps``).
+      ``{(size, "after"): ...}`` for the RL policies (replicas in the order of ``steps``);
+    * ``config``: the arguments that determine the numbers above (the winner-flip sweep
+      reads its cells at the chapter's budget and mixture from here when they match,
+      :func:`.flip.winner_flip`).
 
     Explained in :ref:`sec-formats-rl`.
     """
@@ -713,7 +723,15 @@ def experiment(
             )
             for j in range(n_pretrain)
         ]
-        refs, infos = pretrain(cfgs, cache_dir=cache_dir, device=device, snapshots=snapshots)
+        keys, extra = {c.key() for c in cfgs}, []
+        for c in also_pretrain if cache_dir is not False else ():
+            # joins the stack when only its seed and mixture differ from this size's models
+            if replace(c, seed=cfgs[0].seed, proportions=cfgs[0].proportions) == cfgs[0] and c.key() not in keys:
+                keys.add(c.key())
+                extra.append(c)
+        refs, infos = pretrain(cfgs + extra, cache_dir=cache_dir, device=device, snapshots=snapshots)
+        if extra:
+            refs, infos = refs.take(range(n_pretrain)), infos[:n_pretrain]
         if progress:
             progress(f"{size.name}: pretrained {n_pretrain} models")
         for j, info in enumerate(infos):
@@ -764,6 +782,26 @@ def experiment(
         "evals": evals_df[cols + [c for c in evals_df.columns if c not in cols]],
         "models": pd.DataFrame(models),
         "per_prompt": per_prompt,
+        "config": {
+            "task": task,
+            "proportions": tuple(round(float(x), 12) for x in proportions),  # as PretrainConfig keeps them
+            "sizes": tuple(sizes),
+            "betas": tuple(betas),
+            "n_pretrain": n_pretrain,
+            "n_seeds": n_seeds,
+            "seed": seed,
+            "pretrain_steps": pretrain_steps,
+            "pretrain_batch": pretrain_batch,
+            "n_corpus": n_corpus,
+            "n_rl": n_rl,
+            "n_eval": n_eval,
+            "eval_samples": eval_samples,
+            "rl_steps": rl_steps,
+            "batch_problems": batch_problems,
+            "group_size": group_size,
+            "rl_lr": rl_lr,
+            "device": lm.resolve_device(device).type,
+        },
     }
 
 

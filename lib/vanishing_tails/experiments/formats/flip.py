@@ -29,12 +29,13 @@ stack. Explained in :ref:`sec-formats-flip`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from vanishing_tails.core.checks import check_beta
-from vanishing_tails.core.lm import Stack
+from vanishing_tails.core.lm import Stack, resolve_device
 from vanishing_tails.core.seeds import streams
 
 from . import echo
@@ -63,6 +64,72 @@ def steps_mixture(base: Sequence[float], steps_share: float, *, name: str = "fli
     return out
 
 
+def pretrain_configs(
+    task: fm.Task,
+    mixtures: Sequence[Sequence[float]],
+    budgets: Sequence[int],
+    size: echo.ModelSize,
+    *,
+    n_pretrain: int,
+    seed: int,
+    pretrain_batch: int,
+    n_corpus: int,
+) -> list[echo.PretrainConfig]:
+    """The configurations the sweep pretrains: every mixture x model at the longest budget
+    (the shorter budgets are its snapshots). Pass them to
+    :func:`vanishing_tails.experiments.formats.echo.experiment` (``also_pretrain``) to train
+    them in the chapter's stack. Explained in :ref:`sec-formats-flip`."""
+    s = streams(seed)
+    return [
+        echo.PretrainConfig(
+            task,
+            tuple(m),
+            size,
+            n_corpus=n_corpus,
+            steps=max(int(b) for b in budgets),
+            batch_size=pretrain_batch,
+            seed=s["pretrain", size.name, j],
+        )
+        for m in mixtures
+        for j in range(n_pretrain)
+    ]
+
+
+def _chapter_cells(chapter: dict | None, want: dict, beta: float, spp: int) -> dict:
+    """The sweep's cells that ``chapter`` (the result of
+    :func:`vanishing_tails.experiments.formats.echo.experiment`) has already run:
+    ``{(budget, mixture, j): (pretrain_loss, {quantity: value} before RL, late shares)}``.
+    A cell qualifies when every argument that determines it matches (``want``), the
+    chapter's RL lasted at least one pass at the sweep's KL strength, and model ``j`` exists;
+    the cell then *is* the chapter's model ``j`` and its first RL run (same streams)."""
+    if chapter is None:
+        return {}
+    c = chapter["config"]
+    size = want["size"]
+    if (
+        any(c[k] != v for k, v in want.items() if k not in ("size", "n_pretrain", "mixtures", "budgets"))
+        or size not in c["sizes"]
+        or beta not in c["betas"]
+        or c["rl_steps"] < spp
+        or c["pretrain_steps"] not in want["budgets"]
+        or c["proportions"] not in want["mixtures"]
+    ):
+        return {}
+    b, i = c["pretrain_steps"], want["mixtures"].index(c["proportions"])
+    models = chapter["models"].set_index(["size", "pretrain"])
+    ev = chapter["evals"]
+    ev = ev[(ev["size"] == size.name) & (ev.when == "before") & (ev.seed == 0) & (ev.beta == beta)]
+    st = chapter["steps"]
+    st = st[(st["size"] == size.name) & (st.seed == 0) & (st.beta == beta) & (st.step >= spp - LAST) & (st.step < spp)]
+    late = st[st.quantity.isin([f"p_{f}" for f in fm.FORMATS])].groupby(["pretrain", "quantity"]).value.mean()
+    cells = {}
+    for j in range(min(want["n_pretrain"], c["n_pretrain"])):
+        before = ev[ev.pretrain == j].set_index("quantity").value.to_dict()
+        shares = np.array([late[j, f"p_{f}"] for f in fm.FORMATS])
+        cells[b, i, j] = (float(models.loc[(size.name, j), "pretrain_loss"]), before, shares)
+    return cells
+
+
 def winner_flip(
     task: fm.Task,
     mixtures: Sequence[Sequence[float]],
@@ -82,6 +149,7 @@ def winner_flip(
     rl_lr: float,
     cache_dir=None,
     device="cpu",
+    chapter: dict | None = None,
 ) -> pd.DataFrame:
     """The sweep: one row per pretraining budget x mixture x pretrained model.
 
@@ -91,7 +159,13 @@ def winner_flip(
     Columns: ``pretrain_steps``, ``mixture`` (its index), ``steps_share``, ``pretrain``,
     ``pretrain_loss``, ``acc_<format>`` and ``p0_<format>`` (accuracy and exact share before
     RL, held-out problems), ``share_<format>`` (exact share over the last five steps of the
-    first pass, RL batches), ``most_accurate``, ``winner`` and ``winner_share``. Explained in :ref:`sec-formats-flip`.
+    first pass, RL batches), ``most_accurate``, ``winner`` and ``winner_share``.
+
+    ``chapter``: the chapter's :func:`~vanishing_tails.experiments.formats.echo.experiment`
+    result. The cells at its budget and mixture are its models and its first RL pass (same
+    streams), so they are read from it instead of being run again (when every argument that
+    determines them matches; on one thread the numbers are the same bit for bit, tested).
+    Explained in :ref:`sec-formats-flip`.
     """
     beta = check_beta(beta, "betas")
     mixtures = [fm.check_proportions(m, formats=fm.FORMATS, name="flip_steps_shares") for m in mixtures]
@@ -102,63 +176,71 @@ def winner_flip(
     if spp < LAST:
         raise ValueError(f"one pass over the RL problems must last >= {LAST} steps; got n_rl // batch_problems = {spp}")
     s = streams(seed)
-    rl_set, ev_set, _ = echo.problem_sets(task, n_rl=n_rl, n_eval=n_eval, seed=s["problems"])
+    cfgs = pretrain_configs(
+        task, mixtures, budgets, size, n_pretrain=n_pretrain, seed=seed, pretrain_batch=pretrain_batch,
+        n_corpus=n_corpus,
+    )  # fmt: skip
+    want = dict(
+        task=task, size=size, seed=seed, n_corpus=n_corpus, pretrain_batch=pretrain_batch, n_eval=n_eval,
+        eval_samples=eval_samples, group_size=group_size, rl_lr=rl_lr, n_rl=n_rl, batch_problems=batch_problems,
+        device=resolve_device(device).type, n_pretrain=n_pretrain, budgets=budgets,
+        mixtures=[c.proportions for c in cfgs[::n_pretrain]],
+    )  # fmt: skip
+    known = _chapter_cells(chapter, want, beta, spp)
     cells = [(b, i, j) for b in budgets for i in range(len(mixtures)) for j in range(n_pretrain)]
-    states, losses = [], []
+    todo = [cell for cell in cells if cell not in known]
+    rl_set, ev_set, _ = echo.problem_sets(task, n_rl=n_rl, n_eval=n_eval, seed=s["problems"])
+    states, losses = {}, {}
     # longest budget first: its models leave the shorter budgets' weights in the cache
     # (snapshots; a shorter budget is a prefix of a longer one), so those cost nothing
-    by_budget = {}
-    for b in sorted(set(budgets), reverse=True):
-        cfgs = [
-            echo.PretrainConfig(
-                task,
-                tuple(mixtures[i]),
-                size,
-                n_corpus=n_corpus,
-                steps=b,
-                batch_size=pretrain_batch,
-                seed=s["pretrain", size.name, j],
-            )
-            for bb, i, j in cells
-            if bb == b
-        ]
-        refs, infos = echo.pretrain(cfgs, cache_dir=cache_dir, device=device, snapshots=budgets)
-        by_budget[b] = ([refs.state_dict(m) for m in range(len(refs))], [info["loss"] for info in infos])
-    for b in budgets:
-        states += by_budget[b][0]
-        losses += by_budget[b][1]
-    refs = Stack.from_state_dicts(states, size, device)
-    eval_seeds = [s["eval", size.name, j] for _, _, j in cells]
-    before = echo.evaluate(task, refs, ev_set, samples=eval_samples, seeds=eval_seeds, ks=(1,))
-    cfg = echo.RLConfig(steps=spp, batch_problems=batch_problems, group_size=group_size, lr=rl_lr)
-    st, _ = echo.rl_run(
-        task,
-        refs,
-        rl_set,
-        cfg,
-        betas=[beta] * len(cells),
-        seeds=[s["rl", size.name, j, 0] for _, _, j in cells],
-        ks=(1,),
-    )
-    w = echo.wide(st[st.step >= spp - LAST], ["replica", "step"])
-    late = w.groupby("replica")[[f"p_{f}" for f in fm.FORMATS]].mean().sort_index().to_numpy()
+    for b in sorted({b for b, _, _ in todo}, reverse=True):
+        mine = [cell for cell in todo if cell[0] == b]
+        refs, infos = echo.pretrain(
+            [replace(cfgs[i * n_pretrain + j], steps=b) for _, i, j in mine],
+            cache_dir=cache_dir,
+            device=device,
+            snapshots=budgets,
+        )
+        for m, cell in enumerate(mine):
+            states[cell], losses[cell] = refs.state_dict(m), infos[m]["loss"]
+    rows_before, late = {}, {}
+    if todo:
+        refs = Stack.from_state_dicts([states[cell] for cell in todo], size, device)
+        eval_seeds = [s["eval", size.name, j] for _, _, j in todo]
+        before = echo.evaluate(task, refs, ev_set, samples=eval_samples, seeds=eval_seeds, ks=(1,))
+        cfg = echo.RLConfig(steps=spp, batch_problems=batch_problems, group_size=group_size, lr=rl_lr)
+        st, _ = echo.rl_run(
+            task,
+            refs,
+            rl_set,
+            cfg,
+            betas=[beta] * len(todo),
+            seeds=[s["rl", size.name, j, 0] for _, _, j in todo],
+            ks=(1,),
+        )
+        w = echo.wide(st[st.step >= spp - LAST], ["replica", "step"])
+        shares = w.groupby("replica")[[f"p_{f}" for f in fm.FORMATS]].mean().sort_index().to_numpy()
+        for m, cell in enumerate(todo):
+            rows_before[cell], late[cell] = before.rows[m], shares[m]
+    for cell, (loss, row, shares) in known.items():
+        losses[cell], rows_before[cell], late[cell] = loss, row, shares
     rows = []
-    for m, (b, i, j) in enumerate(cells):
-        acc = np.array([before.rows[m][f"acc_{f}"] for f in fm.FORMATS])
-        win = int(np.argmax(late[m]))
+    for b, i, j in cells:
+        acc = np.array([rows_before[b, i, j][f"acc_{f}"] for f in fm.FORMATS])
+        win = int(np.argmax(late[b, i, j]))
         rows.append(
             {
                 "pretrain_steps": b,
                 "mixture": i,
                 "steps_share": float(mixtures[i][fm.FORMATS.index("steps")]),
                 "pretrain": j,
-                "pretrain_loss": losses[m],
+                "pretrain_loss": losses[b, i, j],
                 **{f"acc_{f}": float(a) for f, a in zip(fm.FORMATS, acc)},
-                **{f"p0_{f}": before.rows[m][f"p_{f}"] for f in fm.FORMATS},
-                **{f"share_{f}": float(p) for f, p in zip(fm.FORMATS, late[m])},
+                **{f"p0_{f}": rows_before[b, i, j][f"p_{f}"] for f in fm.FORMATS},
+                **{f"share_{f}": float(p) for f, p in zip(fm.FORMATS, late[b, i, j])},
                 "most_accurate": fm.FORMATS[int(np.nanargmax(np.nan_to_num(acc, nan=-1.0)))],
                 "winner": fm.FORMATS[win],
-                "winner_share": float(late[m, win]),
+                "winner_share": float(late[b, i, j][win]),
             }
         )
     return pd.DataFrame(rows)
