@@ -407,6 +407,30 @@ def test_charlm_engine_is_deterministic_and_arms_share_generation_zero():
     pd.testing.assert_frame_equal(held[0], held[1])  # the same generation-0 models
 
 
+def test_families_in_background_threads_give_the_serial_numbers():
+    """The chapter's `parallel`: the language model and the VAE train in two threads while the
+    mixtures run in a third; every stream is an explicit generator, so each family's numbers
+    are those of a serial run, bit for bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lm_kw = dict(steps=3, d_hidden=8, d_embed=4, n_heldout=20, n_measure=20, n_bleu=4, batch_size=8, device="cpu")
+    vae_kw = dict(steps=5, n_measure=20, hidden=16, latent=2, regime="mix", real_fraction=0.0, class_decay=0.7)
+    jobs = {
+        "lm": lambda: charlm.charlm_chains(
+            64, 2, 2, regime="mix", real_fraction=0.5, temperature=0.7, seed=FRESH, **lm_kw
+        )[0],  # fmt: skip
+        "vae": lambda: vae.vae_chains(60, 2, 2, seed=FRESH, device="cpu", **vae_kw)[0],
+        "gmm": lambda: mixture.mixture_chains(200, 3, 4, **GMM)[0],
+    }
+    serial = {name: job() for name, job in jobs.items()}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(job) for name, job in jobs.items() if name != "gmm"}
+        gmm = jobs["gmm"]()
+        threaded = {name: f.result() for name, f in futures.items()} | {"gmm": gmm}
+    for name in jobs:
+        pd.testing.assert_frame_equal(threaded[name], serial[name], check_exact=True)
+
+
 def test_word_shares_of_real_text_are_one():
     c = charlm.corpus()
     rare, common, _ = charlm.word_shares(list(c.train), c)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -504,6 +505,23 @@ def charlm_chains(
         seed=seed,
     )
     return frame, extras
+
+
+def charlm_arms(
+    n: int, generations: int, chains: int, arms: Sequence[tuple[str, float, float]], *, seed: int, **kw
+) -> dict[str, tuple[pd.DataFrame, dict]]:
+    """Every arm ``(name, real_fraction, temperature)`` of the language-model experiment,
+    ``regime="mix"``, from the one stream ``seed`` (so the arms share the real data and
+    generation 0): ``{name: charlm_chains(...)}``; ``kw`` go to :func:`charlm_chains`.
+
+    A module-level function so that chapter 2 can run it in a worker process while the other
+    families run (a thread would share the interpreter with them). Explained in
+    :ref:`sec-families-charlm`.
+    """
+    return {
+        arm: charlm_chains(n, generations, chains, regime="mix", real_fraction=rf, temperature=T, seed=seed, **kw)
+        for arm, rf, T in arms
+    }
 
 
 # ----------------------------------------------------------------------------- the common trajectory

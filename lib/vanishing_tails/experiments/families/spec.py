@@ -535,8 +535,8 @@ SPEC = ChapterSpec(
         Param(
             "parallel",
             "bool",
-            {"smoke": False, "book": True, "full": True},
-            "train the language model in a second thread while the other families run (uses a "
+            True,
+            "train the language model in a worker process while the other families run (uses a "
             "second CPU core; the numbers do not change)",
         ),
         Param(
