@@ -7,6 +7,11 @@ checkpoint cache (the way a new reader runs one chapter); the peak memory is the
 maximum resident set size.
 Run: ``python benchmarks/bench_chapters.py [--scales smoke book] [--chapters tails ...]``.
 Takes the sum of all the chapters' times (tens of minutes at ``book``).
+
+The first line gives the machine's speed at the time, in GFLOP/s of the batched float32
+matrix products that dominate chapter 4 (torch's default threads): a shared virtual machine's
+speed drifts by 15% or more between days, so a table should be read with the speed it was
+measured at.
 """
 
 from __future__ import annotations
@@ -32,6 +37,25 @@ wall = time.perf_counter() - t0
 peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps({"wall": wall, "peak_mb": peak_mb, "claims": len(res["claims"])}))
 """
+SPEED = """
+import statistics, time, torch
+g = torch.Generator().manual_seed(0)
+# chapter 4's widest layer: 5 stacked models, 64 sequences x 18 tokens, 64 -> 256
+x, w = torch.randn(5, 1152, 64, generator=g), torch.randn(5, 64, 256, generator=g)
+b = torch.randn(5, 1, 256, generator=g)
+times = []
+for _ in range(60):
+    t = time.perf_counter()
+    torch.baddbmm(b, x, w)
+    times.append(time.perf_counter() - t)
+print(2 * 5 * 1152 * 64 * 256 / statistics.median(times[10:]) / 1e9)
+"""
+
+
+def machine_speed() -> float:
+    """GFLOP/s of chapter 4's batched matrix product, in a fresh process (median of 50)."""
+    out = subprocess.run([sys.executable, "-c", SPEED], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -41,6 +65,7 @@ def main() -> None:
     parser.add_argument("--scales", nargs="+", default=["smoke", "book"])
     parser.add_argument("--chapters", nargs="+", default=[s.short for s in all_specs()])
     args = parser.parse_args()
+    print(f"machine speed: {machine_speed():.0f} GFLOP/s (batched float32 matrix products, chapter 4's shape)")
     print(f"{'chapter':<30} {'scale':<6} {'wall s':>7} {'budget':>7} {'ratio':>6} {'peak MB':>8}")
     for short in args.chapters:
         for scale in args.scales:

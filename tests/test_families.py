@@ -408,9 +408,8 @@ def test_charlm_engine_is_deterministic_and_arms_share_generation_zero():
 
 
 def test_families_in_background_threads_give_the_serial_numbers():
-    """The chapter's `parallel`: the language model and the VAE train in two threads while the
-    mixtures run in a third; every stream is an explicit generator, so each family's numbers
-    are those of a serial run, bit for bit."""
+    """Families trained at the same time, in threads of one interpreter, give a serial run's
+    numbers bit for bit: every stream is an explicit generator (and memoised fits are locked)."""
     from concurrent.futures import ThreadPoolExecutor
 
     lm_kw = dict(steps=3, d_hidden=8, d_embed=4, n_heldout=20, n_measure=20, n_bleu=4, batch_size=8, device="cpu")
@@ -429,6 +428,24 @@ def test_families_in_background_threads_give_the_serial_numbers():
         threaded = {name: f.result() for name, f in futures.items()} | {"gmm": gmm}
     for name in jobs:
         pd.testing.assert_frame_equal(threaded[name], serial[name], check_exact=True)
+
+
+def test_the_language_model_in_a_worker_process_gives_the_serial_numbers():
+    """The chapter's `parallel`: charlm_arms in a spawned worker with one torch thread, as
+    chapter 2 runs it, returns the in-process frames bit for bit."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    arms = [("T = 1", 0.5, 1.0), ("T = 0.7", 0.5, 0.7)]
+    kw = dict(steps=3, d_hidden=8, d_embed=4, n_heldout=20, n_measure=20, n_bleu=4, batch_size=8, device="cpu")
+    here = charlm.charlm_arms(64, 2, 2, arms, seed=FRESH, **kw)
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=torch.set_num_threads, initargs=(1,)) as w:
+        there = w.submit(charlm.charlm_arms, 64, 2, 2, arms, seed=FRESH, **kw).result()
+    assert list(there) == [a for a, _, _ in arms]
+    for arm in here:
+        pd.testing.assert_frame_equal(there[arm][0], here[arm][0], check_exact=True)
+        for t, ppl in here[arm][1]["gen_ppl"].items():
+            np.testing.assert_array_equal(there[arm][1]["gen_ppl"][t], ppl)
 
 
 def test_word_shares_of_real_text_are_one():

@@ -534,10 +534,12 @@ SPEC = ChapterSpec(
         ),
         Param(
             "parallel",
-            "bool",
-            True,
-            "train the language model in a worker process while the other families run (uses a "
-            "second CPU core; the numbers do not change)",
+            "str",
+            "auto",
+            "train the language model in a worker process while the other families run (a second CPU "
+            "core; the numbers do not change): yes, no, or auto = yes unless OMP_NUM_THREADS=1 (the "
+            "book build and the tests give each chapter one core)",
+            choices=("auto", "yes", "no"),
         ),
         Param(
             "device",
