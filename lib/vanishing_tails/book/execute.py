@@ -14,6 +14,7 @@ import ast
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -283,7 +284,9 @@ def run_many(
     """Run many chapter jobs, ``workers`` at a time on a Dask cluster; results in job order.
 
     Jobs start costliest first (``Job.cost``; ties keep their order): with a long job started
-    last, one worker would run it alone while the other idles. A job whose worker process
+    last, one worker would run it alone while the other idles. On the cluster it starts
+    itself, a job is submitted only when a worker is free (Dask would otherwise queue it on a
+    busy worker at once); on a given cluster or scheduler all go up front, with priorities. A job whose worker process
     died is re-run by the scheduler (Dask reschedules the tasks of a lost worker); a job
     that raised comes back as an error row (``{"error": ...}``), never silently dropped.
     With one worker and no scheduler the jobs run in this process, one after the other.
@@ -305,14 +308,27 @@ def run_many(
     own = client is None
     client = client or connect(workers, scheduler)
     try:
-        start = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)  # stable: ties keep their order
-        futures = [client.submit(task, jobs[i], root, reuse, key=f"{jobs[i].stem}-{jobs[i].label or i}-{i}",
-                                 pure=False, priority=len(jobs) - rank)
-                   for rank, i in enumerate(start)]  # fmt: skip
-        index = {f.key: i for f, i in zip(futures, start)}
+        # Costliest first. On our own cluster a job is submitted only when a worker is free:
+        # Dask assigns a submitted task to a worker at once, so with every job submitted up
+        # front a cheap one could take a worker before a costlier one. On someone else's
+        # cluster (workers may still be joining) every job goes up front, with its priority.
+        ranked = enumerate(sorted(range(len(jobs)), key=lambda i: -jobs[i].cost))  # stable: ties keep order
+        index = {}
+
+        def submit(rank, i):
+            fut = client.submit(task, jobs[i], root, reuse, key=f"{jobs[i].stem}-{jobs[i].label or i}-{i}",
+                                pure=False, priority=len(jobs) - rank)  # fmt: skip
+            index[fut.key] = i
+            return fut
+
+        slots = max(1, sum(client.nthreads().values())) if own else len(jobs)
+        running = as_completed([submit(rank, i) for rank, i in itertools.islice(ranked, slots)])
         results: list[dict[str, Any] | None] = [None] * len(jobs)
         with _progress(len(jobs), desc) as bar:
-            for fut in as_completed(futures):
+            for fut in running:
+                nxt = next(ranked, None)
+                if nxt is not None:
+                    running.add(submit(*nxt))
                 i = index[fut.key]
                 try:
                     results[i] = fut.result()

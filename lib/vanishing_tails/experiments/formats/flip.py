@@ -19,11 +19,13 @@ and records per pretrained model
 The streams are the chapter's (:func:`vanishing_tails.experiments.formats.echo.experiment`):
 model ``j`` of a cell is pretrained from ``("pretrain", size, j)``, trained with RL from
 ``("rl", size, j, 0)`` and evaluated from ``("eval", size, j)``, on the problems of
-``"problems"``; so the cell at the chapter's own budget and mixture reuses its cached
-checkpoints and repeats its first pass exactly. Every budget's models are pretrained as one
-stack, longest budget first, leaving the shorter budgets' weights as snapshots in the cache
-(:func:`vanishing_tails.experiments.formats.echo.pretrain`), and all cells' RL runs are one
-stack. Explained in :ref:`sec-formats-flip`.
+``"problems"``; so the cell at the chapter's own budget and mixture *is* the chapter's
+models and first pass, and :func:`winner_flip` reads it from the chapter's result when
+given one. The models at the longest budget are pretrained as one stack (in the chapter's
+own stack when the chapter passes :func:`pretrain_configs` to
+:func:`vanishing_tails.experiments.formats.echo.experiment`), leaving the shorter budgets'
+weights as snapshots in the cache (:func:`vanishing_tails.experiments.formats.echo.pretrain`),
+and all cells' RL runs are one stack. Explained in :ref:`sec-formats-flip`.
 """
 
 from __future__ import annotations
