@@ -97,6 +97,14 @@ def pretrain_configs(
     ]
 
 
+def _late_shares(steps: pd.DataFrame, spp: int, by: str) -> pd.DataFrame:
+    """Each format's exact share averaged over the last :data:`LAST` steps of the first pass
+    (``spp`` steps), one row per value of ``by`` (sorted), one column ``p_<format>`` per format,
+    from an :func:`~vanishing_tails.experiments.formats.echo.rl_run` long frame."""
+    w = echo.wide(steps[(steps.step >= spp - LAST) & (steps.step < spp)], [by, "step"])
+    return w.groupby(by)[[f"p_{f}" for f in fm.FORMATS]].mean().sort_index()
+
+
 def _chapter_cells(chapter: dict | None, want: dict, beta: float, spp: int) -> dict:
     """The sweep's cells that ``chapter`` (the result of
     :func:`vanishing_tails.experiments.formats.echo.experiment`) has already run:
@@ -122,12 +130,11 @@ def _chapter_cells(chapter: dict | None, want: dict, beta: float, spp: int) -> d
     ev = chapter["evals"]
     ev = ev[(ev["size"] == size.name) & (ev.when == "before") & (ev.seed == 0) & (ev.beta == beta)]
     st = chapter["steps"]
-    st = st[(st["size"] == size.name) & (st.seed == 0) & (st.beta == beta) & (st.step >= spp - LAST) & (st.step < spp)]
-    late = st[st.quantity.isin([f"p_{f}" for f in fm.FORMATS])].groupby(["pretrain", "quantity"]).value.mean()
+    late = _late_shares(st[(st["size"] == size.name) & (st.seed == 0) & (st.beta == beta)], spp, "pretrain")
     cells = {}
     for j in range(min(want["n_pretrain"], c["n_pretrain"])):
         before = ev[ev.pretrain == j].set_index("quantity").value.to_dict()
-        shares = np.array([late[j, f"p_{f}"] for f in fm.FORMATS])
+        shares = late.loc[j].to_numpy()
         cells[b, i, j] = (float(models.loc[(size.name, j), "pretrain_loss"]), before, shares)
     return cells
 
@@ -220,8 +227,7 @@ def winner_flip(
             seeds=[s["rl", size.name, j, 0] for _, _, j in todo],
             ks=(1,),
         )
-        w = echo.wide(st[st.step >= spp - LAST], ["replica", "step"])
-        shares = w.groupby("replica")[[f"p_{f}" for f in fm.FORMATS]].mean().sort_index().to_numpy()
+        shares = _late_shares(st, spp, "replica").to_numpy()
         for m, cell in enumerate(todo):
             rows_before[cell], late[cell] = before.rows[m], shares[m]
     for cell, (loss, row, shares) in known.items():
