@@ -25,6 +25,22 @@ def test_incremental_logits_equal_the_full_forward_pass(arch, sizes):
     torch.testing.assert_close(torch.stack(steps, 1), full[:, 3:], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("T,S", [(7, 7), (5, 12), (1, 9)])
+def test_stack_attention_equals_the_fused_kernel(T, S):
+    """The Stack's batched-product attention (lm._attention) against torch's fused kernel:
+    values and gradients, with a causal mask over cached positions and without a mask."""
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(6, 4, n, 8, generator=g, requires_grad=True) for n in (T, S, S))
+    for mask in (lm._causal(T, S, "cpu"), None):
+        ours = lm._attention(q, k, v, mask)
+        ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
+        w = torch.randn(ours.shape, generator=g)
+        ours_grad = torch.autograd.grad((ours * w).sum(), (q, k, v))
+        for a, b in zip(ours_grad, torch.autograd.grad((ref * w).sum(), (q, k, v))):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
 def test_sample_is_deterministic_pads_after_eos_and_respects_max_len():
     model = lm.build_model("transformer", 9, seed=1, d_model=16, n_layers=1, n_heads=2, max_len=12)
     prefix = torch.full((64, 2), 1)

@@ -428,6 +428,28 @@ def _causal(T: int, S: int, device) -> torch.Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)
 
 
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax attention ``softmax(q kᵀ / √d_h + log mask) v`` for ``q`` ``[N, H, T, d_h]`` and
+    ``k``, ``v`` ``[N, H, S, d_h]``; ``mask`` is boolean ``[T, S]`` (True: may attend) or None.
+
+    The function of :func:`torch.nn.functional.scaled_dot_product_attention` (Vaswani et al.
+    2017), written as two batched matrix products over the ``N·H`` rows and heads. For the
+    tiny heads of a :class:`Stack` (``d_h`` of 8-16, sequences under 20 tokens) the CPU's fused
+    kernel costs more per (row, head) than the arithmetic and does not use a second core:
+    this form trains chapter 4's stacks about twice as fast, forward and backward. Values
+    agree with the fused kernel to float32 rounding (tested).
+    """
+    N, H, T, dh = q.shape
+    S = k.shape[2]
+    q3, k3, v3 = q.reshape(N * H, T, dh), k.reshape(N * H, S, dh), v.reshape(N * H, S, dh)
+    if mask is None:
+        scores = torch.bmm(q3, k3.transpose(1, 2)).mul_(dh**-0.5)
+    else:
+        bias = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
+        scores = torch.baddbmm(bias, q3, k3.transpose(1, 2), alpha=dh**-0.5)
+    return torch.bmm(torch.softmax(scores, dim=-1), v3).view(N, H, T, dh)
+
+
 def _repeat_rows(t: torch.Tensor, M: int, group: int) -> torch.Tensor:
     """``[M*B, ...]`` -> ``[M*B*group, ...]``, each row repeated ``group`` times in place."""
     return t.view(M, -1, *t.shape[1:]).repeat_interleave(group, dim=1).flatten(0, 1)
@@ -560,7 +582,7 @@ class Stack:
 
         def attend(q, k, v):
             kv.append((k, v))
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            return _attention(q, k, v, mask)
 
         for i in range(self.size.n_layers):
             x = self._layer(i, x, B, P, attend)
@@ -572,7 +594,7 @@ class Stack:
         x = self._embed(tokens.to(self.device), 0)
         mask = _causal(T, T, x.device)
         for i in range(self.size.n_layers):
-            x = self._layer(i, x, B, T, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+            x = self._layer(i, x, B, T, lambda q, k, v: _attention(q, k, v, mask))
         return self._head(x).view(M, B, T, -1)
 
     def completion_logits(self, prompts: torch.Tensor, completions: torch.Tensor, group: int) -> torch.Tensor:
@@ -596,7 +618,7 @@ class Stack:
             kp, vp = (_repeat_rows(t, M, group) for t in kv[i])
 
             def attend(q, k, v, kp=kp, vp=vp):
-                return F.scaled_dot_product_attention(q, torch.cat([kp, k], 2), torch.cat([vp, v], 2), attn_mask=mask)
+                return _attention(q, torch.cat([kp, k], 2), torch.cat([vp, v], 2), mask)
 
             x = self._layer(i, x, B * group, L - 1, attend)
         rest = self._head(x).view(M, B * group, L - 1, -1)
@@ -629,7 +651,7 @@ class Stack:
             def attend(q, k, v, buf=buf):
                 buf[0, :, :, pos : pos + 1] = k
                 buf[1, :, :, pos : pos + 1] = v
-                return F.scaled_dot_product_attention(q, buf[0, :, :, : pos + 1], buf[1, :, :, : pos + 1])
+                return _attention(q, buf[0, :, :, : pos + 1], buf[1, :, :, : pos + 1])
 
             x = self._layer(i, x, B, 1, attend)
         return self._head(x), (caches, pos + 1)
