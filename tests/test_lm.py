@@ -41,6 +41,27 @@ def test_stack_attention_equals_the_fused_kernel(T, S):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_stack_gradients_do_not_depend_on_the_thread_count():
+    """A Stack trained with one thread (the book build) and with two (a chapter run alone) gets
+    the same gradients, bit for bit: torch's softmax backward would not give them (lm._Softmax)."""
+    # large enough for torch to split the softmax rows between two threads (16 sequences of 9
+    # tokens are not: there torch's own backward passes too)
+    tokens = torch.randint(0, 13, (2, 64, 18), generator=torch.Generator().manual_seed(1))
+    states = [lm.build_model("transformer", 13, seed=s, d_model=32, n_layers=2, n_heads=4, max_len=18).state_dict()
+              for s in range(2)]  # fmt: skip
+    before, grads = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            stack = lm.Stack.from_state_dicts(states, lm.StackSize(2, 4)).take(range(2), trainable=True)
+            logits = stack.logits(tokens[..., :-1])
+            torch.nn.functional.cross_entropy(logits.flatten(0, 2), tokens[..., 1:].flatten()).backward()
+            grads.append([p.grad for p in stack.parameters()])
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+
+
 def test_sample_is_deterministic_pads_after_eos_and_respects_max_len():
     model = lm.build_model("transformer", 9, seed=1, d_model=16, n_layers=1, n_heads=2, max_len=12)
     prefix = torch.full((64, 2), 1)

@@ -428,6 +428,27 @@ def _causal(T: int, S: int, device) -> torch.Tensor:
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(S - T)
 
 
+class _Softmax(torch.autograd.Function):
+    """Softmax over the last axis whose backward is written out, ``ds = p ⊙ (dp − Σ_j dp_j p_j)``.
+
+    torch's own CPU softmax backward sums each row in an order that depends on the number of
+    threads, so the gradients of :func:`_attention` (and every number of a trained Stack)
+    would differ between a one-thread book build and a two-thread run of a chapter; this form
+    gives the same bits at any thread count (tested). The forward is torch's.
+    """
+
+    @staticmethod
+    def forward(ctx, scores: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(scores, dim=-1)
+        ctx.save_for_backward(p)
+        return p
+
+    @staticmethod
+    def backward(ctx, dp: torch.Tensor) -> torch.Tensor:
+        (p,) = ctx.saved_tensors
+        return p * (dp - (dp * p).sum(-1, keepdim=True))
+
+
 def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Softmax attention ``softmax(q kᵀ / √d_h + log mask) v`` for ``q`` ``[N, H, T, d_h]`` and
     ``k``, ``v`` ``[N, H, S, d_h]``; ``mask`` is boolean ``[T, S]`` (True: may attend) or None.
@@ -437,7 +458,8 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     tiny heads of a :class:`Stack` (``d_h`` of 8-16, sequences under 20 tokens) the CPU's fused
     kernel costs more per (row, head) than the arithmetic and does not use a second core:
     this form trains chapter 4's stacks about twice as fast, forward and backward. Values
-    agree with the fused kernel to float32 rounding (tested).
+    agree with the fused kernel to float32 rounding, and its gradients do not depend on the
+    number of threads (:class:`_Softmax`; both tested).
     """
     N, H, T, dh = q.shape
     S = k.shape[2]
@@ -447,7 +469,7 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Te
     else:
         bias = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill_(~mask, float("-inf"))
         scores = torch.baddbmm(bias, q3, k3.transpose(1, 2), alpha=dh**-0.5)
-    return torch.bmm(torch.softmax(scores, dim=-1), v3).view(N, H, T, dh)
+    return torch.bmm(_Softmax.apply(scores), v3).view(N, H, T, dh)
 
 
 def _repeat_rows(t: torch.Tensor, M: int, group: int) -> torch.Tensor:
