@@ -100,10 +100,11 @@ def test_chapter_kernels_on_dask_do_not_inherit_the_nannys_allocator_setting(tmp
 
 
 def _started(job, root, reuse):
+    """A job that records when it started and sleeps ``seconds`` (default 1)."""
     import time
 
     t = time.time()
-    time.sleep(1.0)
+    time.sleep(job.params.get("seconds", 1.0))
     return {"chapter": job.stem, "started": t}
 
 
@@ -116,14 +117,6 @@ def test_the_costliest_jobs_start_first_and_results_keep_the_job_order(tmp_path)
     assert started["cheap"] > max(started["long"], started["mid"]) + 0.5  # waited for a free worker
 
 
-def _timed(job, root, reuse):
-    import time
-
-    t = time.time()
-    time.sleep(job.params["seconds"])
-    return {"chapter": job.stem, "started": t}
-
-
 def test_a_job_waits_for_a_free_worker_so_the_order_is_the_cost_order_across_workers(tmp_path):
     """One long job and four short ones on two workers: the short ones run one after the
     other on the free worker, costliest first, while the long one runs; none waits in the
@@ -131,7 +124,7 @@ def test_a_job_waits_for_a_free_worker_so_the_order_is_the_cost_order_across_wor
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     spec = [("long", 50, 4.0), ("b", 40, 0.4), ("c", 30, 0.4), ("d", 20, 0.4), ("e", 10, 0.4)]
     jobs = [Job(name, {"seconds": t}, str(tmp_path / name), cost=c) for name, c, t in spec]
-    got = run_many(jobs, workers=2, task=_timed)
+    got = run_many(jobs, workers=2, task=_started)
     assert [r["chapter"] for r in got] == [name for name, _, _ in spec]
     started = [r["started"] for r in got]
     # the two costliest take the two workers (in either order); the rest follow by cost
